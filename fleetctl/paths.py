@@ -1,0 +1,79 @@
+"""Where things live: XDG directories, the unit directory, the user bus.
+
+Everything derives from the environment at call time (never at import), because cron gives
+a bare environment: no XDG_RUNTIME_DIR, no DBUS_SESSION_BUS_ADDRESS.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+UNIT_PREFIX = "fleet-"
+
+
+def home() -> Path:
+    return Path(os.environ.get("HOME") or os.path.expanduser("~"))
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var, "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    return Path(value) if value.startswith("/") else home() / default
+
+
+def config_home() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config")
+
+
+def state_home() -> Path:
+    return _xdg("XDG_STATE_HOME", ".local/state")
+
+
+def runtime_dir() -> Path:
+    value = os.environ.get("XDG_RUNTIME_DIR", "")
+    return Path(value) if value.startswith("/") else Path(f"/run/user/{os.getuid()}")
+
+
+def bus_address() -> str:
+    return os.environ.get("DBUS_SESSION_BUS_ADDRESS") or f"unix:path={runtime_dir()}/bus"
+
+
+def unit_dir() -> Path:
+    """Where user units written by hand (and by fleetctl) go: ~/.config/systemd/user."""
+    return config_home() / "systemd" / "user"
+
+
+def state_dir() -> Path:
+    """fleetctl's own state: manifest, config store, incidents, heartbeats."""
+    return state_home() / "fleetctl"
+
+
+def python_shim() -> Path:
+    """Units run `{python}` through this wrapper (rendered as `%S/fleetctl/bin/python`)."""
+    return state_dir() / "bin" / "python"
+
+
+def unit_name(agent: str) -> str:
+    return f"{UNIT_PREFIX}{agent}.service"
+
+
+def agent_of_unit(unit: str) -> str | None:
+    if unit.startswith(UNIT_PREFIX) and unit.endswith(".service"):
+        return unit[len(UNIT_PREFIX) : -len(".service")]
+    return None
+
+
+def expand(path: str) -> Path:
+    """A profile path ("~/x" or "/abs") as a real path for this user."""
+    if path.startswith("~/"):
+        return home() / path[2:]
+    return Path(path)
+
+
+def to_specifier(path: str) -> str:
+    """A profile path as systemd sees it: "~/x" -> "%h/x"; '%' escaped as systemd wants."""
+    escaped = path.replace("%", "%%")
+    if escaped.startswith("~/"):
+        return "%h/" + escaped[2:]
+    return escaped
