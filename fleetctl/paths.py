@@ -49,9 +49,24 @@ def state_dir() -> Path:
     return state_home() / "fleetctl"
 
 
+def fleet_config_dir() -> Path:
+    """Files the units refer to through %E (XDG_CONFIG_HOME): the python shim, credentials."""
+    return config_home() / "fleetctl"
+
+
 def python_shim() -> Path:
-    """Units run `{python}` through this wrapper (rendered as `%S/fleetctl/bin/python`)."""
-    return state_dir() / "bin" / "python"
+    """Units run `{python}` through this wrapper (rendered as `%E/fleetctl/bin/python`)."""
+    return fleet_config_dir() / "bin" / "python"
+
+
+def credentials_link(agent: str) -> Path:
+    """The unit's EnvironmentFile; a symlink to the agent's active secrets file."""
+    return fleet_config_dir() / "credentials" / f"{agent}.env"
+
+
+def agent_log_file(agent: str) -> Path:
+    """Where a profile with log_file = true appends its output (see render.log_file)."""
+    return home() / ".local" / "state" / "fleetctl" / "logs" / f"{agent}.log"
 
 
 def unit_name(agent: str) -> str:

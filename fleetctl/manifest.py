@@ -1,0 +1,60 @@
+"""What fleetctl installed: so uninstall removes exactly that, and cron runs find the fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fleetctl import paths
+from fleetctl.atomic import write_atomic
+from fleetctl.errors import FleetError
+
+VERSION = 1
+
+
+@dataclass
+class Manifest:
+    profiles_dir: str = ""
+    # unit file name -> sha256 of the text fleetctl wrote
+    units: dict[str, str] = field(default_factory=dict)
+    # agent -> the directories install created (uninstall --purge removes only these)
+    created_dirs: dict[str, list[str]] = field(default_factory=dict)
+    version: int = VERSION
+
+
+def manifest_path() -> Path:
+    return paths.state_dir() / "manifest.json"
+
+
+def load() -> Manifest:
+    p = manifest_path()
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        return Manifest()
+    except (OSError, ValueError) as e:
+        raise FleetError(f"{p}: unreadable ({e}); move it aside and run `fleetctl install` again") from None
+    if doc.get("version", 0) > VERSION:
+        raise FleetError(f"{p}: written by a newer fleetctl (version {doc['version']}); upgrade fleetctl")
+    known = {k: doc[k] for k in ("profiles_dir", "units", "created_dirs") if k in doc}
+    return Manifest(**known)
+
+
+def save(m: Manifest) -> None:
+    write_atomic(manifest_path(), json.dumps(asdict(m), indent=2, sort_keys=True) + "\n", mode=0o600)
+
+
+def default_profiles_dir() -> Path:
+    """--profiles wins; then $FLEETCTL_PROFILES; ./profiles; the folder the last install used."""
+    env = os.environ.get("FLEETCTL_PROFILES")
+    if env:
+        return Path(env)
+    here = Path("profiles")
+    if here.is_dir() and any(here.glob("*.toml")):
+        return here
+    installed = load().profiles_dir
+    if installed:
+        return Path(installed)
+    return paths.config_home() / "fleetctl" / "profiles"

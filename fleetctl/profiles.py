@@ -1,0 +1,420 @@
+"""TOML agent profiles → frozen dataclasses. Every problem is collected, then reported at once.
+
+Errors read `profiles/coder.toml: health.timeout: must be a positive number of seconds (got "5s")`.
+Loading reads only the profile files: nothing here touches systemd or the agents' directories.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fleetctl import schema
+from fleetctl.errors import FleetError
+
+FLEET_FILE = "fleet.toml"
+
+
+@dataclass(frozen=True)
+class Health:
+    path: str
+    ready_path: str | None
+    timeout: float
+    expected_status: int
+    startup_grace: float
+
+
+@dataclass(frozen=True)
+class Restart:
+    policy: str
+    delay: float
+    max_delay: float | None
+    steps: int | None
+    burst: int
+    interval: float
+    bad_config_exit_statuses: tuple[int, ...]
+    success_exit_statuses: tuple[int, ...]
+    max_restarts_per_hour: int
+    kill_mode: str
+    stop_timeout: float
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory_max: str | None
+    cpu_quota: str | None
+    tasks_max: int | None
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    enabled: bool
+    read_write_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    file: str | None
+    format: str
+    schema: str | None
+    validate_command: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Warmup:
+    path: str
+    prompt: str | None
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    redact: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserCheck:
+    name: str
+    command: tuple[str, ...]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Oversight:
+    usage_path: str | None
+    rate_limits: tuple[tuple[str, int], ...]
+    inbox_path: str | None
+    checks: tuple[UserCheck, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: Path
+    description: str
+    role: str
+    command: tuple[str, ...]
+    port: int
+    workspace: str
+    config_dir: str
+    environment: tuple[tuple[str, str], ...]
+    secrets_file: str | None
+    alternate_secrets_files: tuple[str, ...]
+    after: tuple[str, ...]
+    log_file: bool
+    health: Health
+    restart: Restart
+    resources: Resources
+    sandbox: Sandbox
+    config: AgentConfig
+    warmup: Warmup
+    watchdog: Watchdog
+    oversight: Oversight
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    watchdog_interval_minutes: int = 15
+    groq_model: str = "llama-3.1-8b-instant"
+    anthropic_model: str = "claude-3-5-haiku-latest"
+    oversight_interval_minutes: int = 5
+    alerts_dedup_window: float = 3600.0
+    alert_channels: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    directory: Path
+    profiles: tuple[Profile, ...]
+    settings: FleetSettings = field(default_factory=FleetSettings)
+
+    def get(self, name: str) -> Profile:
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.profiles) or "none"
+        raise FleetError(f"unknown agent {name!r} (agents in {self.directory}: {known})")
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.profiles]
+
+
+class ProfileErrors(FleetError):
+    """All problems found, one per line; the first line alone is the summary."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- parsing ------------------------------------------------------------------------------
+def _flatten(doc: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in schema.SECTIONS and isinstance(value, dict):
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def _type_problem(s: schema.Setting, v: Any) -> str | None:
+    ok: bool
+    if s.kind == "str":
+        ok = isinstance(v, str)
+    elif s.kind == "int":
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif s.kind == "number":
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+    elif s.kind == "bool":
+        ok = isinstance(v, bool)
+    elif s.kind == "list[str]":
+        ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+    elif s.kind == "list[int]":
+        ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+    elif s.kind == "table[str]":
+        ok = isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+    elif s.kind == "table[int]":
+        ok = isinstance(v, dict)
+    elif s.kind == "list[table]":
+        ok = isinstance(v, list) and all(isinstance(x, dict) for x in v)
+    else:  # pragma: no cover - a schema bug, not user input
+        raise AssertionError(s.kind)
+    if ok:
+        return None
+    want = {
+        "str": "a string", "int": "a whole number", "number": "a number", "bool": "true or false",
+        "list[str]": "a list of strings", "list[int]": "a list of whole numbers",
+        "table[str]": "a table of strings", "table[int]": "a table of numbers",
+        "list[table]": "a list of tables",
+    }[s.kind]
+    return f"must be {want} (got {_show(v)})"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v) if not isinstance(v, bool) else str(v).lower()
+
+
+def _check_values(
+    flat: dict[str, Any], table: dict[str, schema.Setting], where: str, problems: list[str]
+) -> dict[str, Any]:
+    good: dict[str, Any] = {}
+    for key, value in flat.items():
+        s = table.get(key)
+        if s is None:
+            hint = _nearest(key, table)
+            problems.append(f"{where}: {key}: unknown key{hint}")
+            continue
+        problem = _type_problem(s, value)
+        if problem is None and s.check is not None:
+            problem = s.check(value)
+            if problem and "(got" not in problem and not isinstance(value, dict | list):
+                problem += f" (got {_show(value)})"
+        if problem:
+            problems.append(f"{where}: {key}: {problem}")
+        else:
+            good[key] = value
+    return good
+
+
+def _nearest(key: str, table: dict[str, schema.Setting]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"{path}: invalid TOML: {e}")
+    except OSError as e:
+        problems.append(f"{path}: cannot read: {e.strerror}")
+    return None
+
+
+def load_fleet(directory: Path) -> Fleet:
+    """Load `directory/*.toml` (and fleet.toml); raise ProfileErrors listing every problem."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FleetError(f"{directory}: no such profiles directory (create it or pass the right path)")
+    problems: list[str] = []
+    defaults, settings = _load_fleet_file(directory / FLEET_FILE, problems)
+    raw: list[tuple[Path, dict[str, Any]]] = []
+    for path in sorted(directory.glob("*.toml")):
+        if path.name == FLEET_FILE:
+            continue
+        doc = _read_toml(path, problems)
+        if doc is None:
+            continue
+        flat = _check_values(_flatten(doc, str(path), problems), schema.BY_KEY, str(path), problems)
+        flat.setdefault("name", path.stem)
+        if not schema.AGENT_NAME.match(flat["name"]):
+            problems.append(f"{path}: name: {schema._name(flat['name'])} (rename the file or set name)")
+            continue
+        for s in schema.SETTINGS:
+            if s.required and s.key not in flat and s.key not in defaults:
+                problems.append(f"{path}: {s.key}: missing (required)")
+        raw.append((path, {**defaults, **flat}))
+    if not raw and not problems:
+        raise FleetError(f"{directory}: no profiles (*.toml) found; create one with `fleetctl new NAME`")
+    _cross_checks(raw, problems)
+    if problems:
+        raise ProfileErrors(problems)
+    profiles = tuple(_build(path, flat) for path, flat in raw)
+    return Fleet(directory=directory, profiles=_ordered(profiles), settings=settings)
+
+
+def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], FleetSettings]:
+    if not path.exists():
+        return {}, FleetSettings()
+    doc = _read_toml(path, problems)
+    if doc is None:
+        return {}, FleetSettings()
+    defaults_doc = doc.pop("defaults", {})
+    where = str(path)
+    inheritable = {k: s for k, s in schema.BY_KEY.items() if s.inheritable}
+    defaults = _check_values(_flatten(defaults_doc, where, problems), inheritable, f"{where}: defaults", problems)
+    flat: dict[str, Any] = {}
+    for section, value in doc.items():
+        if isinstance(value, dict):
+            flat.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            flat[section] = value
+    good = _check_values(flat, schema.FLEET_BY_KEY, where, problems)
+    d = {s.key: s.default for s in schema.FLEET_SETTINGS} | good
+    settings = FleetSettings(
+        watchdog_interval_minutes=d["watchdog.interval_minutes"],
+        groq_model=d["watchdog.groq_model"],
+        anthropic_model=d["watchdog.anthropic_model"],
+        oversight_interval_minutes=d["oversight.interval_minutes"],
+        alerts_dedup_window=float(d["alerts.dedup_window"]),
+        alert_channels=tuple(d["alerts.channels"]),
+    )
+    return defaults, settings
+
+
+def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> None:
+    names: dict[str, Path] = {}
+    ports: dict[int, Path] = {}
+    for path, flat in raw:
+        if flat["name"] in names:
+            problems.append(f"{path}: name: {flat['name']!r} is also used by {names[flat['name']]}")
+        names.setdefault(flat["name"], path)
+        port = flat.get("port")
+        if isinstance(port, int):
+            if port in ports:
+                problems.append(
+                    f"{path}: port: {port} is also used by {ports[port]} "
+                    "(pick another; `fleetctl new` assigns a free one)"
+                )
+            ports.setdefault(port, path)
+    for path, flat in raw:
+        for dep in flat.get("after", []):
+            if dep not in names:
+                problems.append(f"{path}: after: unknown agent {dep!r} (known: {', '.join(sorted(names))})")
+            elif dep == flat["name"]:
+                problems.append(f"{path}: after: an agent cannot start after itself")
+    cycle = _find_cycle({f["name"]: [d for d in f.get("after", []) if d in names] for _, f in raw})
+    if cycle:
+        problems.append(f"{names[cycle[0]]}: after: ordering cycle {' -> '.join(cycle)}")
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in graph.get(n, []):
+            if m == n:
+                continue
+            if state.get(m) == 1:
+                return stack[stack.index(m) :] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def _ordered(profiles: tuple[Profile, ...]) -> tuple[Profile, ...]:
+    """Dependencies first, then by name: a stable order for install and status."""
+    by_name = {p.name: p for p in profiles}
+    done: list[Profile] = []
+    seen: set[str] = set()
+
+    def add(p: Profile) -> None:
+        if p.name in seen:
+            return
+        seen.add(p.name)
+        for dep in p.after:
+            add(by_name[dep])
+        done.append(p)
+
+    for p in sorted(profiles, key=lambda p: (p.role != "coordinator", p.name)):
+        add(p)
+    return tuple(done)
+
+
+def _build(path: Path, flat: dict[str, Any]) -> Profile:
+    d = {s.key: s.default for s in schema.SETTINGS} | flat
+    name = d["name"]
+
+    def sub(v: str | None) -> str | None:
+        return None if v is None else v.replace("{name}", name)
+
+    def section(cls: type, prefix: str, **over: Any) -> Any:
+        kw = {f.name: d[f"{prefix}.{f.name}"] for f in fields(cls) if f.name not in over}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+        return cls(**kw, **over)
+
+    checks = tuple(
+        UserCheck(c["name"], tuple(c["command"]), float(c.get("timeout", 30))) for c in d["oversight.checks"]
+    )
+    return Profile(
+        name=name,
+        source=path,
+        description=d["description"],
+        role=d["role"],
+        command=tuple(d["command"]),
+        port=d["port"],
+        workspace=sub(d["workspace"]) or "",
+        config_dir=sub(d["config_dir"]) or "",
+        environment=tuple(sorted(d["environment"].items())),
+        secrets_file=sub(d["secrets_file"]),
+        alternate_secrets_files=tuple(sub(f) or f for f in d["alternate_secrets_files"]),
+        after=tuple(d["after"]),
+        log_file=d["log_file"],
+        health=section(Health, "health", timeout=float(d["health.timeout"]),
+                       startup_grace=float(d["health.startup_grace"])),
+        restart=section(Restart, "restart"),
+        resources=section(Resources, "resources", memory_max=_str_or_none(d["resources.memory_max"])),
+        sandbox=section(Sandbox, "sandbox"),
+        config=section(AgentConfig, "config", schema=sub(d["config.schema"])),
+        warmup=section(Warmup, "warmup"),
+        watchdog=section(Watchdog, "watchdog"),
+        oversight=Oversight(
+            usage_path=d["oversight.usage_path"],
+            rate_limits=tuple(sorted(d["oversight.rate_limits"].items())),
+            inbox_path=d["oversight.inbox_path"],
+            checks=checks,
+        ),
+    )
+
+
+def _str_or_none(v: Any) -> str | None:
+    return None if v is None else str(v)
