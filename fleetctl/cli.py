@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from fleetctl import __version__
+from fleetctl import __version__, paths
 from fleetctl.errors import FleetError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,3 +112,95 @@ def new(name: str, profiles_dir: Path | None, role: str, description: str, after
     path = new_profile(resolve_profiles(profiles_dir), name, role, description,
                        shlex.split(command) if command else None, list(after))
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("profiles_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--prune", is_flag=True, help="Stop and remove units whose profile is gone.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the agents' health endpoints.")
+@handle_errors
+def install(profiles_dir: Path | None, prune: bool, dry_run: bool, no_wait: bool) -> None:
+    """Install the fleet in PROFILES_DIR as user units, start it, wait until healthy."""
+    from fleetctl.install import install as do_install
+
+    warn_if_root()
+    do_install(resolve_profiles(profiles_dir), prune=prune, dry_run=dry_run, say=click.echo, wait=not no_wait)
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also delete the workspaces and config dirs install created.")
+@handle_errors
+def uninstall(purge: bool) -> None:
+    """Stop and remove everything fleetctl installed (and nothing else)."""
+    from fleetctl.install import uninstall as do_uninstall
+
+    warn_if_root()
+    do_uninstall(purge=purge, say=click.echo)
+
+
+@main.command()
+@profiles_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
+@handle_errors
+def status(profiles_dir: Path | None, as_json: bool) -> None:
+    """One row per agent: state, PID, port, health, restarts, uptime, memory."""
+    from fleetctl import status as st
+    from fleetctl.profiles import load_fleet
+    from fleetctl.systemd import SystemdManager
+
+    fleet = load_fleet(resolve_profiles(profiles_dir))
+    with SystemdManager() as mgr:
+        rows = st.collect(fleet, mgr)
+    if as_json:
+        emit_json(st.as_json(rows))
+    else:
+        for line in st.table(rows):
+            click.echo(line)
+
+
+def _control(verb: str, agents: tuple[str, ...], all_: bool, profiles_dir: Path | None) -> None:
+    from fleetctl.control import control
+
+    warn_if_root()
+    if not agents and not all_:
+        raise click.UsageError(f"name the agents to {verb}, or pass --all")
+    for line in control(verb, resolve_profiles(profiles_dir), list(agents), all_):
+        click.echo(line)
+
+
+for _verb in ("start", "stop", "restart"):
+
+    def _make(verb: str) -> None:
+        @main.command(verb, help=f"{verb.capitalize()} agents and wait for the job to finish.")
+        @click.argument("agents", nargs=-1)
+        @click.option("--all", "all_", is_flag=True, help="Every agent in the fleet.")
+        @profiles_option
+        @handle_errors
+        def cmd(agents: tuple[str, ...], all_: bool, profiles_dir: Path | None) -> None:
+            _control(verb, agents, all_, profiles_dir)
+
+    _make(_verb)
+
+
+@main.command()
+@click.argument("agent")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@profiles_option
+@handle_errors
+def logs(agent: str, lines: int, follow: bool, profiles_dir: Path | None) -> None:
+    """Show an agent's log lines from the journal."""
+    from fleetctl import journal
+    from fleetctl.profiles import load_fleet
+
+    p = load_fleet(resolve_profiles(profiles_dir)).get(agent)
+    unit = paths.unit_name(p.name)
+    if follow:
+        argv = journal.follow_argv(unit, lines)
+        os.execvp(argv[0], argv)
+    got = journal.tail(unit, lines, paths.agent_log_file(p.name) if p.log_file else None)
+    for line in got.lines:
+        click.echo(line)
+    if not got.lines:
+        click.echo(f"no log lines for {unit} (source tried: journal; see `fleetctl doctor`)", err=True)

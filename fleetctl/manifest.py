@@ -21,6 +21,8 @@ class Manifest:
     units: dict[str, str] = field(default_factory=dict)
     # agent -> the directories install created (uninstall --purge removes only these)
     created_dirs: dict[str, list[str]] = field(default_factory=dict)
+    # agents whose units failed 226/NAMESPACE: rendered without namespace sandboxing from then on
+    sandbox_fallback: list[str] = field(default_factory=list)
     version: int = VERSION
 
 
@@ -38,7 +40,7 @@ def load() -> Manifest:
         raise FleetError(f"{p}: unreadable ({e}); move it aside and run `fleetctl install` again") from None
     if doc.get("version", 0) > VERSION:
         raise FleetError(f"{p}: written by a newer fleetctl (version {doc['version']}); upgrade fleetctl")
-    known = {k: doc[k] for k in ("profiles_dir", "units", "created_dirs") if k in doc}
+    known = {k: doc[k] for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback") if k in doc}
     return Manifest(**known)
 
 

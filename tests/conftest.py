@@ -48,3 +48,55 @@ def user_manager() -> Iterator[UserManager]:
         yield manager
     finally:
         manager.stop()
+
+
+REPO = Path(__file__).parent.parent
+
+
+class Fleetctl:
+    """Runs the real `fleetctl` command inside the test manager's namespaces."""
+
+    def __init__(self, manager: UserManager) -> None:
+        self.manager = manager
+        self.env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 180, **env: str):  # type: ignore[no-untyped-def]
+        proc = self.manager.run([sys.executable, "-m", "fleetctl", *args], env={**self.env, **env},
+                                timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"fleetctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def systemd(self):  # type: ignore[no-untyped-def]
+        """An in-process D-Bus client on the test manager's user bus."""
+        from fleetctl.systemd import SystemdManager
+
+        return SystemdManager(address=self.manager.bus_address)
+
+    def unit(self, agent: str):  # type: ignore[no-untyped-def]
+        with self.systemd() as mgr:
+            return mgr.units([f"fleet-{agent}.service"])[f"fleet-{agent}.service"]
+
+
+@pytest.fixture
+def fleetctl(user_manager: UserManager) -> Iterator[Fleetctl]:
+    """fleetctl against the session's manager; everything it installed is gone afterwards."""
+    runner = Fleetctl(user_manager)
+    try:
+        yield runner
+    finally:
+        runner("uninstall", "--purge", check=False)
+        home = user_manager.home
+        for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
+            shutil.rmtree(home / d, ignore_errors=True)
+        with runner.systemd() as mgr:
+            left = [u for u in mgr.list_units("fleet-") if mgr.units([u])[u].active_state != "inactive"]
+        assert not left, f"units left running: {left}"
+
+
+@pytest.fixture
+def example_profiles(tmp_path: Path) -> Path:
+    """A private copy of the example fleet, so a test may edit it."""
+    dest = tmp_path / "profiles"
+    shutil.copytree(REPO / "profiles", dest, ignore=shutil.ignore_patterns("examples"))
+    return dest

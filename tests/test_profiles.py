@@ -84,7 +84,7 @@ def test_bad_profile_install_writes_nothing(tmp_path: Path, files: dict[str, str
     write(profiles, files)
     home = tmp_path / "home"
     home.mkdir()
-    result = CliRunner().invoke(main, ["install", "--profiles", str(profiles)],
+    result = CliRunner().invoke(main, ["install", str(profiles)],
                                 env={"HOME": str(home), "XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "",
                                      "FLEETCTL_QUIET_ROOT": "1"})
     assert result.exit_code != 0

@@ -68,7 +68,9 @@ class UserManager:
     """One private systemd user manager. Use `start()` then `stop()` (or as a context manager)."""
 
     def __init__(self, base: Path | None = None) -> None:
-        self.base = Path(base or tempfile.mkdtemp(prefix="fleet-testbed-"))
+        # Not under /tmp: units use PrivateTmp=, which would hide a HOME kept there. /home is
+        # where a real user's HOME is, so ProtectHome= is exercised as on a real host.
+        self.base = Path(base or tempfile.mkdtemp(prefix="fleetctl-testbed-", dir="/home"))
         self.runtime_dir = self.base / "runtime"
         self.home = self.base / "home"
         self.cgroup_name = f"fleetctl-test-{uuid.uuid4().hex[:12]}"

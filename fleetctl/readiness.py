@@ -1,0 +1,80 @@
+"""Wait for agents to come up: unit state over D-Bus plus the HTTP health endpoint.
+
+Used by install, start/restart and config apply. An agent is up when its health endpoint
+answers as expected; it has failed when systemd says so (failed, or waiting to restart after
+an exit that means a bad config or a broken sandbox) or when its start-up grace runs out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fleetctl import paths
+from fleetctl.profiles import Profile
+from fleetctl.systemd import SystemdManager, UnitInfo
+
+NAMESPACE_EXIT = 226
+
+
+def health_url(p: Profile) -> str:
+    return f"http://127.0.0.1:{p.port}{p.health.path}"
+
+
+@dataclass
+class Readiness:
+    healthy: dict[str, float] = field(default_factory=dict)  # agent -> seconds to healthy
+    failed: dict[str, UnitInfo] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def _hopeless(p: Profile, info: UnitInfo) -> str | None:
+    """A reason when waiting longer cannot help."""
+    if info.active_state == "failed":
+        return f"unit failed ({info.result}, exit status {info.exec_main_status})"
+    if info.exec_main_status == NAMESPACE_EXIT and info.sub_state == "auto-restart":
+        return "sandbox could not be set up (226/NAMESPACE)"
+    if info.active_state == "inactive" and info.exec_main_status in p.restart.bad_config_exit_statuses:
+        return f"exited {info.exec_main_status}: the agent rejected its config"
+    return None
+
+
+def wait_all_healthy(
+    mgr: SystemdManager, profiles: Sequence[Profile], say: Callable[[str], None],
+    grace: float | None = None, interval: float = 0.25,
+) -> Readiness:
+    from fleetctl.health import probe_many
+
+    out = Readiness()
+    start = time.monotonic()
+    deadline = {p.name: start + (grace if grace is not None else p.health.startup_grace) for p in profiles}
+    pending = {p.name: p for p in profiles}
+    last_note = start
+    while pending:
+        infos = mgr.units([paths.unit_name(n) for n in pending])
+        for name, p in list(pending.items()):
+            reason = _hopeless(p, infos[paths.unit_name(name)])
+            if reason:
+                out.failed[name], out.reasons[name] = infos[paths.unit_name(name)], reason
+                say(f"{name}: {reason}")
+                del pending[name]
+        results = probe_many([(n, health_url(p), p.health.timeout, p.health.expected_status)
+                              for n, p in pending.items()])
+        now = time.monotonic()
+        for name, r in results.items():
+            if r.ok:
+                out.healthy[name] = now - start
+                say(f"{name}: healthy after {now - start:.1f}s")
+                del pending[name]
+            elif now >= deadline[name]:
+                out.failed[name] = infos[paths.unit_name(name)]
+                out.reasons[name] = f"not healthy within {deadline[name] - start:g}s ({r.error})"
+                say(f"{name}: {out.reasons[name]}")
+                del pending[name]
+        if pending:
+            if now - last_note >= 3:
+                say(f"waiting for {', '.join(sorted(pending))} ({now - start:.0f}s)")
+                last_note = now
+            time.sleep(interval)
+    return out
