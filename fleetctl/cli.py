@@ -204,3 +204,20 @@ def logs(agent: str, lines: int, follow: bool, profiles_dir: Path | None) -> Non
         click.echo(line)
     if not got.lines:
         click.echo(f"no log lines for {unit} (source tried: journal; see `fleetctl doctor`)", err=True)
+
+
+@main.command()
+@profiles_option
+@handle_errors
+def doctor(profiles_dir: Path | None) -> None:
+    """Check the host and the fleet; say how to fix each problem."""
+    from fleetctl.doctor import diagnose
+
+    checks = diagnose(resolve_profiles(profiles_dir))
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    for c in checks:
+        click.echo(f"{marks[c.level]}  {c.id:<16} {c.text}")
+        if c.fix and c.level != "ok":
+            click.echo(f"      {'':<16} fix: {c.fix}")
+    if any(c.level == "fail" for c in checks):
+        sys.exit(1)

@@ -148,3 +148,30 @@ def test_control_requires_agents(verb: str, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, [verb])
     assert result.exit_code == 2 and "or pass --all" in result.output
+
+
+def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    profiles = tmp_path / "p"
+    profiles.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (profiles / "a.toml").write_text(f'command = ["/bin/true"]\nport = {port}\n')
+    # A foreign process inside the namespace (so doctor can see it in /proc) holds the port.
+    code = f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(60)"
+    holder = subprocess.Popen([*fleetctl.manager.nsenter_argv(), "python3", "-c", code], env=fleetctl.env)
+    try:
+        def doctor() -> str:
+            return fleetctl("doctor", "--profiles", str(profiles), check=False).stdout
+
+        out = wait_for(lambda: (o := doctor()) if f"port {port} is held" in o else None, 10, "doctor sees it")
+        assert f"a: port {port} is held by pid" in out and "socket" in out
+        assert "fix: sudo loginctl enable-linger root" in out
+        assert "ok    manager" in out
+        assert fleetctl("doctor", "--profiles", str(profiles), check=False).returncode == 1
+    finally:
+        holder.kill()
+        holder.wait()

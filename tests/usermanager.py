@@ -41,6 +41,8 @@ mount -t tmpfs -o mode=755 tmpfs /run/user
 mkdir -m 0700 /run/user/0
 mount --bind "$FLEET_TB_RUNTIME" /run/user/0
 mount -t tmpfs -o mode=755 tmpfs /run/log
+# Never let the test journald write into the host's persistent journal.
+if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=2755 tmpfs /var/log/journal; fi
 mkdir -p /var/spool/cron
 mount -t tmpfs -o mode=755 tmpfs /var/spool/cron
 mkdir -m 1730 /var/spool/cron/crontabs

@@ -1,0 +1,122 @@
+"""`fleetctl doctor`: what a real server can get wrong, each with how to fix it."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetctl import hostcheck, paths, ports
+from fleetctl.errors import FleetError
+from fleetctl.profiles import Fleet, load_fleet
+from fleetctl.runcmd import run
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    level: str  # "ok" | "warn" | "fail"
+    text: str
+    fix: str = ""
+
+
+def diagnose(profiles_dir: Path) -> list[Check]:
+    checks: list[Check] = []
+    fleet: Fleet | None = None
+    try:
+        fleet = load_fleet(profiles_dir)
+        checks.append(Check("profiles", "ok", f"{len(fleet.profiles)} profiles in {profiles_dir} are valid"))
+    except FleetError as e:
+        checks.append(Check("profiles", "fail", str(e).splitlines()[0], "fix the profile, see the message"))
+    checks += _manager_checks(fleet)
+    checks.append(_linger())
+    checks.append(_journal(fleet))
+    checks.append(_crontab())
+    problem = hostcheck.userns_problem()
+    checks.append(Check("sandbox", "ok", "user namespaces usable: units get namespace sandboxing")
+                  if problem is None else
+                  Check("sandbox", "warn", f"namespace sandboxing unavailable: {problem}",
+                        "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu "
+                        "24.04: an AppArmor profile for the agent, or sysctl "
+                        "kernel.apparmor_restrict_unprivileged_userns=0"))
+    if fleet:
+        checks += _ports(fleet) + _secrets(fleet)
+    return checks
+
+
+def _manager_checks(fleet: Fleet | None) -> list[Check]:
+    from fleetctl.systemd import SystemdManager
+
+    try:
+        with SystemdManager() as mgr:
+            v = mgr.version_number()
+            out = [Check("manager", "ok", f"systemd user manager reachable at {paths.bus_address()}")]
+            if v >= 254:
+                out.append(Check("systemd-version", "ok", f"systemd {v}: RestartSteps=/RestartMaxDelaySec= used"))
+            else:
+                out.append(Check("systemd-version", "ok",
+                                 f"systemd {v}: no RestartSteps= (needs 254); fixed RestartSec= is used"))
+            return out
+    except FleetError as e:
+        return [Check("manager", "fail", str(e), "loginctl enable-linger $USER, then log in again")]
+
+
+def _linger() -> Check:
+    from fleetctl.systemd import linger_enabled
+
+    user = hostcheck.current_user()
+    if linger_enabled(user):
+        return Check("linger", "ok", f"lingering on for {user}: agents run without a login and start at boot")
+    return Check("linger", "fail", f"lingering off for {user}: agents stop at logout and do not start at boot",
+                 f"sudo loginctl enable-linger {user}")
+
+
+def _journal(fleet: Fleet | None) -> Check:
+    from fleetctl.journal import journal_readable
+
+    ok, text = journal_readable()
+    uses_file = fleet is not None and any(p.log_file for p in fleet.profiles)
+    if ok:
+        return Check("journal", "ok", f"{text}; the watchdog reads agents' lines from the journal")
+    if uses_file:
+        return Check("journal", "warn", f"{text}; the watchdog falls back to per-agent log files")
+    return Check("journal", "fail", text,
+                 "set Storage=persistent in /etc/systemd/journald.conf and restart systemd-journald, "
+                 "or set log_file = true in the profiles")
+
+
+def _crontab() -> Check:
+    if shutil.which("crontab") is None:
+        return Check("crontab", "fail", "no crontab command: the watchdog cannot be scheduled",
+                     "apt-get install cron (Debian/Ubuntu) or dnf install cronie")
+    proc = run(["crontab", "-l"], check=False, timeout=10)
+    if proc.returncode == 0 or "no crontab" in proc.stderr:
+        return Check("crontab", "ok", "crontab available")
+    return Check("crontab", "fail", f"crontab -l failed: {proc.stderr.strip()[:120]}",
+                 "check /etc/cron.allow and /etc/cron.deny")
+
+
+def _ports(fleet: Fleet) -> list[Check]:
+    out = []
+    for p in fleet.profiles:
+        h = ports.holder(p.port) if ports.port_in_use(p.port) else None
+        if h is None:
+            continue
+        if h.unit == paths.unit_name(p.name):
+            continue
+        out.append(Check("port", "fail", f"{p.name}: port {p.port} is held by pid {h.pid} ({h.command})",
+                         "stop that process or give the agent another port"))
+    if not out:
+        out.append(Check("port", "ok", "every profile port is free or held by its own agent"))
+    return out
+
+
+def _secrets(fleet: Fleet) -> list[Check]:
+    out = []
+    for p in fleet.profiles:
+        for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
+            path = paths.expand(f)
+            if path.exists() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                out.append(Check("secrets", "fail", f"{p.name}: {path} is readable by others", f"chmod 600 {path}"))
+    return out
