@@ -164,10 +164,11 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
     code = f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(60)"
     holder = subprocess.Popen([*fleetctl.manager.nsenter_argv(), "python3", "-c", code], env=fleetctl.env)
     try:
-        def doctor() -> str:
-            return fleetctl("doctor", "--profiles", str(profiles), check=False).stdout
+        def doctor_seeing_holder() -> str | None:
+            out = fleetctl("doctor", "--profiles", str(profiles), check=False).stdout
+            return out if f"port {port} is held" in out else None
 
-        out = wait_for(lambda: (o := doctor()) if f"port {port} is held" in o else None, 10, "doctor sees it")
+        out = wait_for(doctor_seeing_holder, 10, "doctor to see the holder")
         assert f"a: port {port} is held by pid" in out and "socket" in out
         assert "fix: sudo loginctl enable-linger root" in out
         assert "ok    manager" in out
