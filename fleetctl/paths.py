@@ -92,3 +92,17 @@ def to_specifier(path: str) -> str:
     if escaped.startswith("~/"):
         return "%h/" + escaped[2:]
     return escaped
+
+
+def bulletin_file() -> Path:
+    """One-line summaries the coordinator agent reads at start (watchdog and oversight append)."""
+    return state_dir() / "bulletin.md"
+
+
+def heartbeat_file(job: str) -> Path:
+    """Written at the end of each completed cron run: job is "watchdog" or "oversee"."""
+    return state_dir() / f"{job}.heartbeat.json"
+
+
+def config_store_dir(agent: str) -> Path:
+    return state_dir() / "configs" / agent
