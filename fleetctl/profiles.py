@@ -117,7 +117,7 @@ class Profile:
 class FleetSettings:
     watchdog_interval_minutes: int = 15
     groq_model: str = "llama-3.1-8b-instant"
-    anthropic_model: str = "claude-3-5-haiku-latest"
+    anthropic_model: str = "claude-haiku-4-5"
     oversight_interval_minutes: int = 5
     alerts_dedup_window: float = 3600.0
     alert_channels: tuple[dict[str, Any], ...] = ()

@@ -191,7 +191,7 @@ SECTIONS = sorted({s.key.split(".")[0] for s in SETTINGS if "." in s.key})
 FLEET_SETTINGS: tuple[Setting, ...] = (
     S("watchdog.interval_minutes", "int", 15, check=_positive),
     S("watchdog.groq_model", "str", "llama-3.1-8b-instant"),
-    S("watchdog.anthropic_model", "str", "claude-3-5-haiku-latest"),
+    S("watchdog.anthropic_model", "str", "claude-haiku-4-5"),
     S("oversight.interval_minutes", "int", 5, check=_positive),
     S("alerts.dedup_window", "number", 3600.0, check=_positive),
     S("alerts.channels", "list[table]", []),

@@ -1,0 +1,204 @@
+"""LLM providers behind one tiny interface: `ask(prompt) -> str` or `ProviderError`.
+
+The SDKs are imported inside `ask`, never at module level: importing them costs hundreds of
+milliseconds and `fleetctl status` imports this package's neighbours. SDK retries are off
+(`max_retries=0`) because the chain owns the policy: one honoured Retry-After, a total budget,
+then the next provider.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fleetctl.diagnosis.prompt import Prompt
+from fleetctl.errors import FleetError
+
+MAX_TOKENS = 150  # the answer is one small JSON object
+DEFAULT_TIMEOUT = 8.0
+# Explicit defaults: without them the SDKs fall back to GROQ_BASE_URL / ANTHROPIC_BASE_URL from
+# the environment, which would let an inherited variable send our (redacted) logs elsewhere.
+GROQ_BASE_URL = "https://api.groq.com"
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+class ProviderError(Exception):
+    """A provider gave no usable answer. `reason` is short and never holds the API key."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.status = status
+
+
+class Provider(Protocol):
+    name: str
+    timeout: float
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str: ...
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or HTTP date); None if absent/bad."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _translate(sdk: Any, exc: Exception) -> ProviderError:
+    """Map either SDK's exception hierarchy (they share the Stainless shape) to ProviderError."""
+    if isinstance(exc, sdk.APITimeoutError):  # subclass of APIConnectionError: test first
+        return ProviderError("timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError("connection error")
+    if isinstance(exc, sdk.APIStatusError):
+        status: int = exc.status_code
+        if status == 429:
+            retry_after = parse_retry_after(exc.response.headers)
+            return ProviderError("rate limited (429)", retry_after=retry_after, status=429)
+        if status in (401, 403):
+            return ProviderError(f"auth error ({status})", status=status)
+        if status >= 500:
+            return ProviderError(f"server error ({status})", status=status)
+        return ProviderError(f"HTTP {status}", status=status)
+    return ProviderError(f"{type(exc).__name__}")
+
+
+@dataclass
+class GroqProvider:
+    api_key: str
+    model: str = "llama-3.1-8b-instant"
+    base_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    name: str = "groq"
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        import groq
+
+        client = groq.Groq(
+            api_key=self.api_key,
+            base_url=self.base_url or GROQ_BASE_URL,
+            timeout=timeout if timeout is not None else self.timeout,
+            max_retries=0,
+        )
+        try:
+            with client:
+                resp = client.chat.completions.create(
+                    model=self.model,
+                    messages=[
+                        {"role": "system", "content": prompt.system},
+                        {"role": "user", "content": prompt.user},
+                    ],
+                    max_tokens=MAX_TOKENS,
+                    temperature=0,
+                )
+        except groq.GroqError as e:
+            raise _translate(groq, e) from None
+        except ValueError:  # the SDK lets json.JSONDecodeError escape for a non-JSON 200 body
+            raise ProviderError("malformed response") from None
+        try:
+            content = resp.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise ProviderError("malformed response") from None
+        if not isinstance(content, str):
+            raise ProviderError("empty answer")
+        return content
+
+
+@dataclass
+class AnthropicProvider:
+    api_key: str
+    # Not "claude-3-5-haiku-latest": the SDK's own table gives it end-of-life 2026-02-19 and
+    # warns (DeprecationWarning) on every call; the API answers 404 for retired models.
+    model: str = "claude-haiku-4-5"
+    base_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    name: str = "anthropic"
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        import anthropic
+
+        client = anthropic.Anthropic(
+            api_key=self.api_key,
+            base_url=self.base_url or ANTHROPIC_BASE_URL,
+            timeout=timeout if timeout is not None else self.timeout,
+            max_retries=0,
+        )
+        try:
+            with client:
+                resp = client.messages.create(
+                    model=self.model,
+                    system=prompt.system,
+                    messages=[{"role": "user", "content": prompt.user}],
+                    # No temperature: SDK 2.x removed sampling parameters and API version
+                    # 2026-10-21 (its default) rejects them with 400, even temperature=0.
+                    max_tokens=MAX_TOKENS,
+                )
+        except anthropic.AnthropicError as e:
+            raise _translate(anthropic, e) from None
+        except ValueError:  # the SDK lets json.JSONDecodeError escape for a non-JSON 200 body
+            raise ProviderError("malformed response") from None
+        try:
+            texts = [b.text for b in resp.content if isinstance(b, anthropic.types.TextBlock)]
+        except (AttributeError, TypeError):
+            raise ProviderError("malformed response") from None
+        if not texts:
+            raise ProviderError("empty answer")
+        return "".join(texts)
+
+
+def _timeout_from(env: Mapping[str, str]) -> float:
+    raw = env.get("FLEETCTL_LLM_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 120:
+        raise FleetError(f"FLEETCTL_LLM_TIMEOUT={raw!r}: expected seconds between 0 and 120")
+    return value
+
+
+def providers_from_env(env: Mapping[str, str]) -> list[Provider]:
+    """Groq first (cheapest, fastest), then Anthropic; a provider without a key is absent.
+
+    Keys: GROQ_API_KEY, ANTHROPIC_API_KEY. Optional: FLEETCTL_GROQ_BASE_URL,
+    FLEETCTL_ANTHROPIC_BASE_URL, FLEETCTL_GROQ_MODEL, FLEETCTL_ANTHROPIC_MODEL,
+    FLEETCTL_LLM_TIMEOUT (seconds per request).
+    """
+    timeout = _timeout_from(env)
+    providers: list[Provider] = []
+    if key := env.get("GROQ_API_KEY", "").strip():
+        providers.append(
+            GroqProvider(
+                api_key=key,
+                model=env.get("FLEETCTL_GROQ_MODEL", "").strip() or GroqProvider.model,
+                base_url=env.get("FLEETCTL_GROQ_BASE_URL", "").strip() or None,
+                timeout=timeout,
+            )
+        )
+    if key := env.get("ANTHROPIC_API_KEY", "").strip():
+        providers.append(
+            AnthropicProvider(
+                api_key=key,
+                model=env.get("FLEETCTL_ANTHROPIC_MODEL", "").strip() or AnthropicProvider.model,
+                base_url=env.get("FLEETCTL_ANTHROPIC_BASE_URL", "").strip() or None,
+                timeout=timeout,
+            )
+        )
+    return providers
