@@ -1,0 +1,192 @@
+"""The bundled stand-in agent: `python -m fleetctl.demo_agent`.
+
+It is what the example fleet runs and what tests break on purpose (bad config, crashes, slow
+starts, bad API keys, memory hogs, rate limits). Standard library only, because it must start
+in well under the watchdog's health timeout. Every event is one flushed line on stdout
+(errors on stderr), so the journal shows it in order even when the unit is killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fleetctl import __version__
+from fleetctl.demo_agent_server import Agent, make_server
+
+EX_CONFIG = 78  # sysexits.h: tells "fix the config" apart from a crash, for whoever reads the status
+
+
+def _num(v: Any) -> bool:  # bool is an int subclass, but `"exit_after": true` is a mistake
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+_SPEC: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "greeting": ("a string", lambda v: isinstance(v, str)),
+    "exit_after": ("a number >= 0", _num),
+    "startup_delay": ("a number >= 0", _num),
+    "log_lines": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
+    "require_api_key": ("true or false", lambda v: isinstance(v, bool)),
+    "memory_hog_mb": ("an integer >= 0", lambda v: _num(v) and isinstance(v, int)),
+}
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load_config(path: Path | None) -> tuple[dict[str, Any], str | None]:
+    """Parse and validate the config file; (config, sha256 of its bytes). Missing -> ({}, None)."""
+    if path is None:
+        return {}, None
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}, None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 (byte {e.start})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a JSON object")
+    for key, value in data.items():
+        if key not in _SPEC:
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_SPEC))})")
+        if not _SPEC[key][1](value):
+            raise ConfigError(f"{path}: {key}: must be {_SPEC[key][0]}, got {json.dumps(value)}")
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m fleetctl.demo_agent", description=__doc__)
+    p.add_argument("--name", default=env.get("FLEET_AGENT", "demo"))
+    p.add_argument("--port", default=env.get("FLEET_PORT"))
+    p.add_argument("--config-dir", default=env.get("FLEET_CONFIG_DIR"))
+    p.add_argument("--config-file", default="config.json", help="name inside the config dir")
+    p.add_argument("--workspace", default=env.get("FLEET_WORKSPACE"))
+    return p.parse_args(argv)
+
+
+class Signals:
+    """SIGTERM/SIGHUP recorded by the handler, acted on by the main thread between waits.
+
+    Installed before anything slow (startup_delay, memory hog) so that a stop during start-up
+    is still a clean exit 0 rather than death by signal.
+    """
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.pending: set[int] = set()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.pending.add(signum)  # never touch the server here: shutdown() from a handler deadlocks
+        self.wake.set()
+
+    def wait(self, timeout: float | None) -> set[int]:
+        """Sleep until a signal or the timeout; return (and forget) what arrived."""
+        if not self.pending:
+            self.wake.wait(timeout)
+        self.wake.clear()
+        got, self.pending = self.pending, set()
+        return got
+
+
+def _config_path(config_dir: str | None, config_file: str) -> Path | None:
+    """An absolute --config-file stands alone; a relative one lives in the config dir."""
+    if Path(config_file).is_absolute():
+        return Path(config_file)
+    return Path(config_dir) / config_file if config_dir else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signals = Signals()
+    cfg_path = _config_path(args.config_dir, args.config_file)
+    a = Agent(args.name, cfg_path, Path(args.workspace) if args.workspace else None)
+    try:
+        if not (args.port or "").isdigit() or not 0 < int(args.port) < 65536:
+            raise ConfigError(f"port must be 1-65535 (FLEET_PORT or --port), got {args.port!r}")
+        a.config, a.config_hash = load_config(cfg_path)
+    except ConfigError as e:
+        a.log(f"config error: {e}", err=True)
+        return EX_CONFIG
+    a.log(f"starting (pid {os.getpid()}, version {__version__})")
+    if a.config_hash is None:
+        where = f"no config file at {cfg_path}" if cfg_path else "no config dir (FLEET_CONFIG_DIR)"
+        a.log(f"{where}; running with defaults")
+    for line in a.config.get("log_lines", []):
+        print(line, flush=True)  # verbatim on purpose: tests inject hostile text this way
+    if a.config.get("require_api_key") and not os.environ.get("DEMO_API_KEY", "").startswith("sk-valid"):
+        a.log("upstream error: 401 Unauthorized: invalid API key", err=True)
+        return 1
+    hog = b"\x5a" * (a.config.get("memory_hog_mb", 0) << 20)  # filled, so the pages are really resident
+    if hog:
+        a.log(f"holding {len(hog) >> 20} MB")
+    delay_end = time.monotonic() + a.config.get("startup_delay", 0)
+    early: set[int] = set()
+    while (left := delay_end - time.monotonic()) > 0 and signal.SIGTERM not in early:
+        early |= signals.wait(left)
+    if signal.SIGTERM in early:
+        a.log("stopping")
+        return 0
+    signals.pending |= early  # a SIGHUP during the delay is still honoured once serving
+    return serve(a, int(args.port), signals)
+
+
+def serve(a: Agent, port: int, signals: Signals) -> int:
+    try:
+        server = make_server(a, port)
+    except OSError as e:
+        a.log(f"fatal: cannot listen on 127.0.0.1:{port}: {e.strerror}", err=True)
+        return 1
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    a.log(f"listening on 127.0.0.1:{port}")
+    try:
+        while True:
+            exit_after = a.config.get("exit_after")
+            left = None if exit_after is None else a.started + exit_after - time.monotonic()
+            if left is not None and left <= 0:
+                a.log("fatal: simulated crash", err=True)
+                return 1
+            got = signals.wait(left)
+            if signal.SIGTERM in got:
+                a.log("stopping")
+                return 0
+            if signal.SIGHUP in got:
+                reload(a)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def reload(a: Agent) -> None:
+    a.log("reloading config")
+    try:
+        config, digest = load_config(a.config_path)
+    except ConfigError as e:
+        a.log(f"config error: {e}; keeping the previous config", err=True)
+        return
+    with a.lock:
+        a.config, a.config_hash = config, digest
+    a.log(f"config reloaded (sha256 {digest})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

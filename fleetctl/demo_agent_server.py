@@ -1,0 +1,173 @@
+"""The demo agent's state and HTTP API (split from `demo_agent` to keep each file readable).
+
+Endpoints: /health and /readyz, /usage with /simulate/request and /simulate/fallback (rate-limit
+and provider-fallback drills), /warmup, /inbox. Everything is in memory except the inbox,
+which is also appended to `$FLEET_WORKSPACE/inbox.jsonl` so other processes can see it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fleetctl import __version__
+
+PRIMARY, FALLBACK = "groq", "anthropic"  # `provider` in /usage names the one in use
+WINDOW = 60.0  # seconds counted by /usage
+
+
+@dataclass
+class Agent:
+    name: str
+    config_path: Path | None
+    workspace: Path | None
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
+    fallback: bool = False
+    warmups: list[str] = field(default_factory=list)
+    inbox: list[Any] = field(default_factory=list)
+
+    def log(self, msg: str, err: bool = False) -> None:
+        print(f"demo-agent[{self.name}]: {msg}", file=sys.stderr if err else sys.stdout, flush=True)
+
+    def health(self) -> dict[str, Any]:
+        uptime = round(time.monotonic() - self.started, 3)
+        return {
+            "name": self.name,
+            "status": "ok",
+            "uptime": uptime,
+            "version": __version__,
+            "config_hash": self.config_hash,
+        }
+
+    def record_requests(self, provider: str, count: int) -> None:
+        with self.lock:
+            self.requests.setdefault(provider, deque()).append((time.monotonic(), count))
+            self._prune()  # here too, so a drill that never reads /usage stays bounded
+
+    def _prune(self) -> None:
+        cutoff = time.monotonic() - WINDOW
+        for q in self.requests.values():
+            while q and q[0][0] < cutoff:
+                q.popleft()
+
+    def usage(self) -> dict[str, Any]:
+        with self.lock:
+            self._prune()
+            # The primary is always listed, so "0 rpm" is an answer rather than a missing key.
+            providers = {PRIMARY: {"requests_per_minute": 0}}
+            for prov, q in self.requests.items():
+                providers[prov] = {"requests_per_minute": sum(n for _, n in q)}
+            return {
+                "providers": providers,
+                "fallback_active": self.fallback,
+                "provider": FALLBACK if self.fallback else PRIMARY,
+            }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "fleet-demo-agent"
+    agent: Agent  # set on the subclass made in make_server()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # no access log: the watchdog probes every minute and would drown real events
+
+    def _send(self, code: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(n) or b"null")
+
+    def do_GET(self) -> None:
+        a, path = self.agent, urlsplit(self.path).path
+        with a.lock:
+            lists = {"/warmup": list(a.warmups), "/inbox": list(a.inbox)}
+        if path in ("/health", "/readyz"):
+            self._send(200, a.health())
+        elif path == "/usage":
+            self._send(200, a.usage())
+        elif path in lists:
+            self._send(200, lists[path])
+        else:
+            self._send(404, {"error": f"no such path: {path}"})
+
+    def do_POST(self) -> None:
+        a, url = self.agent, urlsplit(self.path)
+        q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        try:
+            if url.path == "/simulate/request":
+                prov, count = q.get("provider", PRIMARY), int(q.get("count", "1"))
+                if count < 0:
+                    raise ValueError("count must be >= 0")
+                a.record_requests(prov, count)
+                self._send(200, a.usage())
+            elif url.path == "/simulate/fallback":
+                active = {"true": True, "false": False}[q.get("active", "true").lower()]
+                with a.lock:
+                    a.fallback = active
+                a.log(
+                    f"fallback {'active' if active else 'inactive'}: provider now "
+                    f"{FALLBACK if active else PRIMARY}"
+                )
+                self._send(200, a.usage())
+            elif url.path == "/warmup":
+                prompt = self._body()["prompt"]
+                if not isinstance(prompt, str):
+                    raise ValueError("prompt must be a string")
+                with a.lock:
+                    a.warmups.append(prompt)
+                a.log(f"warmup received: {prompt[:80]}")
+                self._send(200, {"received": True})
+            elif url.path == "/inbox":
+                self._send(200, {"received": True, "count": self._deliver(self._body())})
+            else:
+                self._send(404, {"error": f"no such path: {url.path}"})
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            self._send(400, {"error": f"bad request: {e!r}"})
+
+    def _deliver(self, msg: Any) -> int:
+        a = self.agent
+        with a.lock:
+            a.inbox.append(msg)
+            # The file is how other processes (and a restarted agent's operator) see the inbox.
+            if a.workspace is not None and a.workspace.is_dir():
+                with open(a.workspace / "inbox.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(msg) + "\n")
+            n = len(a.inbox)
+        a.log(f"inbox message #{n} received")
+        return n
+
+
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of concurrent probes (status, the
+    # watchdog, a test) would overflow it and the dropped SYNs retry only after 1 s, which looks
+    # exactly like a hung agent.
+    request_queue_size = 128
+
+
+def make_server(agent: Agent, port: int) -> Server:
+    """Bind 127.0.0.1:port (raises OSError); the caller runs serve_forever in a thread."""
+
+    a = agent  # a class body cannot see a same-named enclosing variable
+
+    class Bound(Handler):
+        agent = a
+
+    return Server(("127.0.0.1", port), Bound)
