@@ -143,6 +143,7 @@ def install(
             fallback = _wait_healthy(mgr, fleet, plan, say)
             if fallback:
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
+        _record_configs(fleet, healthy=wait)
         _ensure_linger(say)
     return plan
 
@@ -244,6 +245,14 @@ def _retry_without_namespaces(
                                       fleet.settings), plan, say)
     if failed:
         raise FleetError(f"install: {', '.join(sorted(failed))} still fail with 226/NAMESPACE")
+
+
+def _record_configs(fleet: Fleet, healthy: bool) -> None:
+    """Configs found at install become version 1; last-known-good once the agents are healthy."""
+    from fleetctl.configs.apply import record_installed
+
+    for p in fleet.profiles:
+        record_installed(p, healthy)
 
 
 def _ensure_linger(say: Say) -> None:
