@@ -78,7 +78,7 @@ def _probe_one(client: httpx.Client, url: str, timeout: float, expected_status: 
     return HealthResult(True, status, latency, None)
 
 
-def probe_many(targets: Sequence[tuple[K, str, float, int]]) -> dict[K, HealthResult]:
+def _probe_many_httpx(targets: Sequence[tuple[K, str, float, int]]) -> dict[K, HealthResult]:
     """Probe every (key, url, timeout, expected_status) at once; results keyed like the input."""
     if not targets:
         return {}
@@ -117,6 +117,30 @@ def probe_many(targets: Sequence[tuple[K, str, float, int]]) -> dict[K, HealthRe
         client.close()
     # else: stragglers still hold the client; they end on their own socket timeouts and the
     # client is then garbage (closing it under them would only trade a timeout for noise).
+    return {key: results[key] for key, *_ in targets}
+
+
+def probe_many(targets: Sequence[tuple[K, str, float, int]]) -> dict[K, HealthResult]:
+    """Probe every (key, url, timeout, expected_status) at once; results keyed like the input.
+
+    Plain-http targets (every agent on 127.0.0.1) go through httpprobe, one thread and no
+    httpx import: that is what keeps `fleetctl status` for 50 agents inside 300 ms. https
+    targets go through httpx.
+    """
+    from fleetctl.httpprobe import get_status_many
+
+    plain = [t for t in targets if t[1].lower().startswith("http://")]
+    other = [t for t in targets if not t[1].lower().startswith("http://")]
+    results: dict[K, HealthResult] = _probe_many_httpx(other) if other else {}
+    raw = get_status_many([(key, url, timeout) for key, url, timeout, _ in plain])
+    for key, _, _, expected in plain:
+        status, latency, error = raw[key]
+        if error is not None:
+            results[key] = HealthResult(False, None, None, error)
+        elif status != expected:
+            results[key] = HealthResult(False, status, latency, f"HTTP {status}")
+        else:
+            results[key] = HealthResult(True, status, latency, None)
     return {key: results[key] for key, *_ in targets}
 
 
