@@ -31,12 +31,13 @@ class Readiness:
 
 def _hopeless(p: Profile, info: UnitInfo) -> str | None:
     """A reason when waiting longer cannot help."""
+    stopped = info.active_state in ("failed", "inactive") or info.sub_state == "auto-restart"
+    if stopped and info.exec_main_status and info.exec_main_status in p.restart.bad_config_exit_statuses:
+        return f"exited {info.exec_main_status}: the agent rejected its config"
     if info.active_state == "failed":
         return f"unit failed ({info.result}, exit status {info.exec_main_status})"
     if info.exec_main_status == NAMESPACE_EXIT and info.sub_state == "auto-restart":
         return "sandbox could not be set up (226/NAMESPACE)"
-    if info.active_state == "inactive" and info.exec_main_status in p.restart.bad_config_exit_statuses:
-        return f"exited {info.exec_main_status}: the agent rejected its config"
     return None
 
 

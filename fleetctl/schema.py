@@ -109,7 +109,7 @@ def _command(v: Any) -> str | None:
         return None
     return (
         f"command[0] {exe!r} is not an absolute path; write the full path "
-        f"(see `command -v {exe}`) or \"{{python}}\" for fleetctl's interpreter"
+        f'(see `command -v {exe}`) or "{{python}}" for fleetctl\'s interpreter'
     )
 
 
@@ -138,44 +138,110 @@ S = Setting
 SETTINGS: tuple[Setting, ...] = (
     S("name", "str", inheritable=False, check=_name, doc="agent name; defaults to the file name"),
     S("description", "str", "", inheritable=False, doc="one line shown in status and the unit"),
-    S("role", "str", "specialist", check=_one_of("coordinator", "specialist"), inheritable=False),
-    S("command", "list[str]", required=True, check=_command,
-      doc="argv; {port} {name} {workspace} {config_dir} expand, {python} is fleetctl's interpreter"),
-    S("port", "int", required=True, inheritable=False, check=_port),
-    S("workspace", "str", "~/agents/{name}/workspace", check=_user_path),
-    S("config_dir", "str", "~/agents/{name}/config", check=_user_path),
+    S(
+        "role",
+        "str",
+        "specialist",
+        check=_one_of("coordinator", "specialist"),
+        inheritable=False,
+        doc="coordinator gets the inbox and the bulletin; others are specialists",
+    ),
+    S(
+        "command",
+        "list[str]",
+        required=True,
+        check=_command,
+        doc="argv; {port} {name} {workspace} {config_dir} expand, {python} is fleetctl's interpreter",
+    ),
+    S(
+        "port",
+        "int",
+        required=True,
+        inheritable=False,
+        check=_port,
+        doc="the agent listens on 127.0.0.1:port; unique in the fleet",
+    ),
+    S(
+        "workspace",
+        "str",
+        "~/agents/{name}/workspace",
+        check=_user_path,
+        doc="working directory (created 0700); {name} expands",
+    ),
+    S(
+        "config_dir",
+        "str",
+        "~/agents/{name}/config",
+        check=_user_path,
+        doc="the agent's own config directory (created 0700)",
+    ),
     S("environment", "table[str]", {}, check=_environment, doc="extra non-secret environment"),
     S("secrets_file", "str", None, check=_user_path, doc="KEY=VALUE env file, mode 0600"),
     S("alternate_secrets_files", "list[str]", [], doc="credentials the watchdog may switch to"),
     S("after", "list[str]", [], inheritable=False, doc="agents that start before this one"),
     S("log_file", "bool", False, doc="also append output to a per-agent log file"),
-    S("health.path", "str", "/health", check=_http_path),
-    S("health.ready_path", "str", None, check=_http_path),
-    S("health.timeout", "number", 2.0, check=_positive),
-    S("health.expected_status", "int", 200),
-    S("health.startup_grace", "number", 30.0, check=_positive),
-    S("restart.policy", "str", "on-failure", check=_one_of("on-failure", "always", "on-abnormal", "no")),
+    S(
+        "health.path",
+        "str",
+        "/health",
+        check=_http_path,
+        doc="GET path that answers expected_status when the agent is alive",
+    ),
+    S(
+        "health.ready_path",
+        "str",
+        None,
+        check=_http_path,
+        doc="optional readiness path (e.g. OpenClaw /readyz)",
+    ),
+    S("health.timeout", "number", 2.0, check=_positive, doc="seconds per health probe"),
+    S("health.expected_status", "int", 200, doc="HTTP status that means healthy"),
+    S(
+        "health.startup_grace",
+        "number",
+        30.0,
+        check=_positive,
+        doc="seconds a (re)started agent gets to become and stay healthy",
+    ),
+    S(
+        "restart.policy",
+        "str",
+        "on-failure",
+        check=_one_of("on-failure", "always", "on-abnormal", "no"),
+        doc="Restart=",
+    ),
     S("restart.delay", "number", 5.0, check=_positive, doc="RestartSec"),
     S("restart.max_delay", "number", None, check=_positive, doc="RestartMaxDelaySec (systemd >= 254)"),
     S("restart.steps", "int", None, check=_positive, doc="RestartSteps (systemd >= 254)"),
     S("restart.burst", "int", 5, check=_positive, doc="StartLimitBurst"),
     S("restart.interval", "number", 300.0, check=_positive, doc="StartLimitIntervalSec"),
-    S("restart.bad_config_exit_statuses", "list[int]", [], check=_exit_statuses,
-      doc="RestartPreventExitStatus: never restart-loop on these"),
+    S(
+        "restart.bad_config_exit_statuses",
+        "list[int]",
+        [],
+        check=_exit_statuses,
+        doc="RestartPreventExitStatus: never restart-loop on these",
+    ),
     S("restart.success_exit_statuses", "list[int]", [], check=_exit_statuses, doc="SuccessExitStatus"),
     S("restart.max_restarts_per_hour", "int", 3, check=_positive, doc="watchdog flap limit"),
-    S("restart.kill_mode", "str", "control-group", check=_one_of("control-group", "mixed", "process")),
+    S(
+        "restart.kill_mode",
+        "str",
+        "control-group",
+        check=_one_of("control-group", "mixed", "process"),
+        doc="KillMode= (OpenClaw: mixed)",
+    ),
     S("restart.stop_timeout", "number", 30.0, check=_positive, doc="TimeoutStopSec"),
-    S("resources.memory_max", "str", None, check=_size),
-    S("resources.cpu_quota", "str", None, check=_percent),
-    S("resources.tasks_max", "int", None, check=_positive),
-    S("sandbox.enabled", "bool", True),
-    S("sandbox.read_write_paths", "list[str]", []),
+    S("resources.memory_max", "str", None, check=_size, doc="MemoryMax="),
+    S("resources.cpu_quota", "str", None, check=_percent, doc="CPUQuota="),
+    S("resources.tasks_max", "int", None, check=_positive, doc="TasksMax="),
+    S("sandbox.enabled", "bool", True, doc="systemd sandboxing in the unit; false turns it off"),
+    S("sandbox.read_write_paths", "list[str]", [], doc="extra writable paths under ProtectSystem=strict"),
     S("config.file", "str", None, doc="the agent's own config file, inside config_dir"),
-    S("config.format", "str", "json", check=_one_of("json", "json5", "toml")),
-    S("config.schema", "str", None, check=_user_path),
+    S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
+    S("config.schema", "str", None, check=_user_path, doc="JSON Schema file the config must satisfy"),
     S("config.validate_command", "list[str]", [], doc="argv that validates the config (exit 0 = ok)"),
-    S("warmup.path", "str", "/warmup", check=_http_path),
+    S("warmup.path", "str", "/warmup", check=_http_path, doc="where the warm-up prompt is POSTed"),
     S("warmup.prompt", "str", None, doc="sent after the watchdog restarts the agent"),
     S("watchdog.redact", "list[str]", [], doc="extra regexes redacted before logs leave the machine"),
     S("oversight.usage_path", "str", None, check=_http_path, doc="endpoint reporting provider usage"),
@@ -189,11 +255,39 @@ SECTIONS = sorted({s.key.split(".")[0] for s in SETTINGS if "." in s.key})
 
 # fleet.toml: fleet-wide settings (not per agent).
 FLEET_SETTINGS: tuple[Setting, ...] = (
-    S("watchdog.interval_minutes", "int", 15, check=_positive),
-    S("watchdog.groq_model", "str", "llama-3.1-8b-instant"),
-    S("watchdog.anthropic_model", "str", "claude-haiku-4-5"),
-    S("oversight.interval_minutes", "int", 5, check=_positive),
-    S("alerts.dedup_window", "number", 3600.0, check=_positive),
-    S("alerts.channels", "list[table]", []),
+    S("watchdog.interval_minutes", "int", 15, check=_positive, doc="how often cron runs `fleetctl watchdog`"),
+    S("watchdog.groq_model", "str", "llama-3.1-8b-instant", doc="first diagnosis model (needs GROQ_API_KEY)"),
+    S(
+        "watchdog.anthropic_model",
+        "str",
+        "claude-haiku-4-5",
+        doc="fallback diagnosis model (needs ANTHROPIC_API_KEY)",
+    ),
+    S("oversight.interval_minutes", "int", 5, check=_positive, doc="how often cron runs `fleetctl oversee`"),
+    S(
+        "alerts.dedup_window",
+        "number",
+        3600.0,
+        check=_positive,
+        doc="seconds before an open violation is re-sent",
+    ),
+    S("alerts.channels", "list[table]", [], doc="alert channels, see Alerts"),
 )
 FLEET_BY_KEY = {s.key: s for s in FLEET_SETTINGS}
+
+
+def markdown_table(settings: tuple[Setting, ...]) -> str:
+    """The reference table in the README is generated from here (tests/test_readme.py)."""
+
+    def show(s: Setting) -> str:
+        if s.required:
+            return "required"
+        if s.default in (None, [], {}):
+            return "-"
+        if isinstance(s.default, bool):
+            return f"`{str(s.default).lower()}`"
+        return "`" + repr(s.default).replace("'", '"') + "`"
+
+    rows = ["| key | type | default | what it is |", "| --- | --- | --- | --- |"]
+    rows += [f"| `{s.key}` | {s.kind} | {show(s)} | {s.doc.replace('|', '/')} |" for s in settings]
+    return "\n".join(rows) + "\n"

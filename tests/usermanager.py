@@ -189,8 +189,11 @@ class UserManager:
         cwd: str | os.PathLike[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespaces (sees the private /proc, journal, crontab)."""
+        nsenter = self.nsenter_argv()
+        if cwd is not None:  # nsenter --mount starts in /; --wd keeps the caller's directory
+            nsenter = [*nsenter[:-1], f"--wd={cwd}", "--"]
         return subprocess.run(
-            [*self.nsenter_argv(), *argv],
+            [*nsenter, *argv],
             env=dict(env) if env is not None else self.ns_env(),
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -198,7 +201,6 @@ class UserManager:
             text=True,
             timeout=timeout,
             check=check,
-            cwd=cwd,
         )
 
     # --- internals ---------------------------------------------------------------------------
@@ -282,3 +284,43 @@ def _rmdir_tree(top: Path) -> list[str]:
         except OSError:
             left.append(str(d))
     return left
+
+
+def _shell_main(argv: list[str]) -> int:
+    """`python3 tests/usermanager.py shell [PROFILES]`: try fleetctl without a systemd host.
+
+    Starts a private manager (as root), installs the example fleet into it and opens a shell
+    inside its namespaces with the environment a user session would have. Exiting the shell
+    tears everything down.
+    """
+    import sys
+
+    if os.geteuid() != 0:
+        print("run as root: the private systemd manager needs mount/cgroup/pid namespaces", file=sys.stderr)
+        return 1
+    repo = Path(__file__).resolve().parent.parent
+    profiles = Path(argv[0]).resolve() if argv else repo / "profiles"
+    manager = UserManager()
+    try:
+        manager.start()
+        env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\w# ")
+        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+        subprocess.run([*manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
+                       env=env, cwd=repo)
+        print(f"\nA private systemd user manager runs the fleet; HOME={manager.home}.\n"
+              "Try: fleetctl status, fleetctl logs coder, systemctl --user status fleet-coder, "
+              "fleetctl doctor.\nExit the shell to tear it all down.\n")
+        nsenter = manager.nsenter_argv()
+        subprocess.run([*nsenter[:-1], f"--wd={repo}", "--", "bash", "--norc", "-i"], env=env)
+    finally:
+        manager.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["shell"]:
+        print("usage: python3 tests/usermanager.py shell [PROFILES_DIR]", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(_shell_main(sys.argv[2:]))
