@@ -43,7 +43,8 @@ def main() -> int:
     args = ap.parse_args()
     profiles = Path(tempfile.mkdtemp(prefix="fleetctl-bench-"))
     (profiles / "fleet.toml").write_text(
-        '[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n[defaults.health]\nstartup_grace = 120\n'
+        '[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n'
+        "[defaults.health]\nstartup_grace = 120\n"
     )
     for i in range(args.agents):
         (profiles / f"agent{i:02d}.toml").write_text(f"port = {48520 + 20 * i}\n")
@@ -58,7 +59,9 @@ def main() -> int:
             return 1
         units = [f"fleet-agent{i:02d}.service" for i in range(args.agents)]
         cmds = {
-            "fleetctl status --json": [[py, "-m", "fleetctl", "status", "--json", "--profiles", str(profiles)]],
+            "fleetctl status --json": [
+                [py, "-m", "fleetctl", "status", "--json", "--profiles", str(profiles)]
+            ],
             "systemctl --user list-units": [["systemctl", "--user", "list-units", "fleet-*", "--no-pager"]],
             f"systemctl --user show, x{args.agents}": [["systemctl", "--user", "show", u] for u in units],
         }

@@ -63,7 +63,10 @@ def warn_if_root() -> None:
 
 def profiles_option(f: F) -> F:
     return click.option(
-        "--profiles", "profiles_dir", type=click.Path(path_type=Path), default=None,
+        "--profiles",
+        "profiles_dir",
+        type=click.Path(path_type=Path),
+        default=None,
         help="Profiles folder (default: ./profiles, else the folder of the last install).",
     )(f)
 
@@ -78,11 +81,14 @@ def resolve_profiles(profiles_dir: Path | None) -> Path:
 @click.argument("profiles_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("units"), show_default=True)
 @click.option("--check", is_flag=True, help="Fail when the output folder is out of date; write nothing.")
-@click.option("--systemd-version", type=int, default=None, help="Render for this systemd version (default 252).")
+@click.option(
+    "--systemd-version", type=int, default=None, help="Render for this systemd version (default 252)."
+)
 @click.option("--no-userns", is_flag=True, help="Render for a host without user namespaces.")
 @handle_errors
-def render(profiles_dir: Path | None, output: Path, check: bool, systemd_version: int | None,
-           no_userns: bool) -> None:
+def render(
+    profiles_dir: Path | None, output: Path, check: bool, systemd_version: int | None, no_userns: bool
+) -> None:
     """Render unit files from PROFILES_DIR (default ./profiles) into --output."""
     from fleetctl.render import BASELINE, Target, write_units
 
@@ -100,17 +106,34 @@ def render(profiles_dir: Path | None, output: Path, check: bool, systemd_version
 @click.option("--role", type=click.Choice(["specialist", "coordinator"]), default="specialist")
 @click.option("--description", "-d", default="")
 @click.option("--after", multiple=True, help="Agent that must start first (repeatable).")
-@click.option("--command", "command", default=None, help='The agent\'s command line, e.g. "/usr/bin/agent --port {port}".')
+@click.option(
+    "--command",
+    "command",
+    default=None,
+    help='The agent\'s command line, e.g. "/usr/bin/agent --port {port}".',
+)
 @handle_errors
-def new(name: str, profiles_dir: Path | None, role: str, description: str, after: tuple[str, ...],
-        command: str | None) -> None:
+def new(
+    name: str,
+    profiles_dir: Path | None,
+    role: str,
+    description: str,
+    after: tuple[str, ...],
+    command: str | None,
+) -> None:
     """Write a new profile NAME.toml with the next free port."""
     import shlex
 
     from fleetctl.newprofile import new_profile
 
-    path = new_profile(resolve_profiles(profiles_dir), name, role, description,
-                       shlex.split(command) if command else None, list(after))
+    path = new_profile(
+        resolve_profiles(profiles_dir),
+        name,
+        role,
+        description,
+        shlex.split(command) if command else None,
+        list(after),
+    )
     click.echo(f"wrote {path}")
 
 
@@ -276,13 +299,24 @@ def config_history(agent: str, as_json: bool, profiles_dir: Path | None) -> None
     versions = store.history()
     cur, lkg = store.current(), store.last_known_good()
     if as_json:
-        emit_json({"version": 1, "current": cur and cur.version, "last_known_good": lkg and lkg.version,
-                   "versions": [asdict(v) for v in versions]})
+        emit_json(
+            {
+                "version": 1,
+                "current": cur and cur.version,
+                "last_known_good": lkg and lkg.version,
+                "versions": [asdict(v) for v in versions],
+            }
+        )
         return
     click.echo(f"{'VERSION':<8} {'TIME':<21} {'SOURCE':<12} {'VERIFIED':<9} REASON")
     for v in versions:
-        marks = ("*" if cur and v.version == cur.version else " ") + ("G" if lkg and v.version == lkg.version else " ")
-        click.echo(f"{v.version:<6}{marks} {v.time[:19]:<21} {v.source:<12} {'yes' if v.verified else 'no':<9} {v.reason}")
+        marks = ("*" if cur and v.version == cur.version else " ") + (
+            "G" if lkg and v.version == lkg.version else " "
+        )
+        click.echo(
+            f"{v.version:<6}{marks} {v.time[:19]:<21} {v.source:<12} "
+            f"{'yes' if v.verified else 'no':<9} {v.reason}"
+        )
     click.echo("* current   G last-known-good")
 
 

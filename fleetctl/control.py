@@ -19,5 +19,7 @@ def control(verb: str, profiles_dir: Path, agents: list[str], all_agents: bool) 
     lines = [f"{verb} {u}: {results.get(u, 'done')}" for u in units]
     failed = [u for u in units if results.get(u, "done") != "done"]
     if failed:
-        raise FleetError("\n".join(lines) + f"\n{verb} failed for {', '.join(failed)}; see `fleetctl logs AGENT`")
+        raise FleetError(
+            "\n".join(lines) + f"\n{verb} failed for {', '.join(failed)}; see `fleetctl logs AGENT`"
+        )
     return lines

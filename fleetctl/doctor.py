@@ -34,12 +34,18 @@ def diagnose(profiles_dir: Path) -> list[Check]:
     checks.append(_journal(fleet))
     checks.append(_crontab())
     problem = hostcheck.userns_problem()
-    checks.append(Check("sandbox", "ok", "user namespaces usable: units get namespace sandboxing")
-                  if problem is None else
-                  Check("sandbox", "warn", f"namespace sandboxing unavailable: {problem}",
-                        "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu "
-                        "24.04: an AppArmor profile for the agent, or sysctl "
-                        "kernel.apparmor_restrict_unprivileged_userns=0"))
+    checks.append(
+        Check("sandbox", "ok", "user namespaces usable: units get namespace sandboxing")
+        if problem is None
+        else Check(
+            "sandbox",
+            "warn",
+            f"namespace sandboxing unavailable: {problem}",
+            "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu "
+            "24.04: an AppArmor profile for the agent, or sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0",
+        )
+    )
     if fleet:
         checks += _ports(fleet) + _secrets(fleet)
     return checks
@@ -53,10 +59,17 @@ def _manager_checks(fleet: Fleet | None) -> list[Check]:
             v = mgr.version_number()
             out = [Check("manager", "ok", f"systemd user manager reachable at {paths.bus_address()}")]
             if v >= 254:
-                out.append(Check("systemd-version", "ok", f"systemd {v}: RestartSteps=/RestartMaxDelaySec= used"))
+                out.append(
+                    Check("systemd-version", "ok", f"systemd {v}: RestartSteps=/RestartMaxDelaySec= used")
+                )
             else:
-                out.append(Check("systemd-version", "ok",
-                                 f"systemd {v}: no RestartSteps= (needs 254); fixed RestartSec= is used"))
+                out.append(
+                    Check(
+                        "systemd-version",
+                        "ok",
+                        f"systemd {v}: no RestartSteps= (needs 254); fixed RestartSec= is used",
+                    )
+                )
             return out
     except FleetError as e:
         return [Check("manager", "fail", str(e), "loginctl enable-linger $USER, then log in again")]
@@ -68,8 +81,12 @@ def _linger() -> Check:
     user = hostcheck.current_user()
     if linger_enabled(user):
         return Check("linger", "ok", f"lingering on for {user}: agents run without a login and start at boot")
-    return Check("linger", "fail", f"lingering off for {user}: agents stop at logout and do not start at boot",
-                 f"sudo loginctl enable-linger {user}")
+    return Check(
+        "linger",
+        "fail",
+        f"lingering off for {user}: agents stop at logout and do not start at boot",
+        f"sudo loginctl enable-linger {user}",
+    )
 
 
 def _journal(fleet: Fleet | None) -> Check:
@@ -81,20 +98,32 @@ def _journal(fleet: Fleet | None) -> Check:
         return Check("journal", "ok", f"{text}; the watchdog reads agents' lines from the journal")
     if uses_file:
         return Check("journal", "warn", f"{text}; the watchdog falls back to per-agent log files")
-    return Check("journal", "fail", text,
-                 "set Storage=persistent in /etc/systemd/journald.conf and restart systemd-journald, "
-                 "or set log_file = true in the profiles")
+    return Check(
+        "journal",
+        "fail",
+        text,
+        "set Storage=persistent in /etc/systemd/journald.conf and restart systemd-journald, "
+        "or set log_file = true in the profiles",
+    )
 
 
 def _crontab() -> Check:
     if shutil.which("crontab") is None:
-        return Check("crontab", "fail", "no crontab command: the watchdog cannot be scheduled",
-                     "apt-get install cron (Debian/Ubuntu) or dnf install cronie")
+        return Check(
+            "crontab",
+            "fail",
+            "no crontab command: the watchdog cannot be scheduled",
+            "apt-get install cron (Debian/Ubuntu) or dnf install cronie",
+        )
     proc = run(["crontab", "-l"], check=False, timeout=10)
     if proc.returncode == 0 or "no crontab" in proc.stderr:
         return Check("crontab", "ok", "crontab available")
-    return Check("crontab", "fail", f"crontab -l failed: {proc.stderr.strip()[:120]}",
-                 "check /etc/cron.allow and /etc/cron.deny")
+    return Check(
+        "crontab",
+        "fail",
+        f"crontab -l failed: {proc.stderr.strip()[:120]}",
+        "check /etc/cron.allow and /etc/cron.deny",
+    )
 
 
 def _ports(fleet: Fleet) -> list[Check]:
@@ -105,8 +134,14 @@ def _ports(fleet: Fleet) -> list[Check]:
             continue
         if h.unit == paths.unit_name(p.name):
             continue
-        out.append(Check("port", "fail", f"{p.name}: port {p.port} is held by pid {h.pid} ({h.command})",
-                         "stop that process or give the agent another port"))
+        out.append(
+            Check(
+                "port",
+                "fail",
+                f"{p.name}: port {p.port} is held by pid {h.pid} ({h.command})",
+                "stop that process or give the agent another port",
+            )
+        )
     if not out:
         out.append(Check("port", "ok", "every profile port is free or held by its own agent"))
     return out
@@ -118,5 +153,7 @@ def _secrets(fleet: Fleet) -> list[Check]:
         for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
             path = paths.expand(f)
             if path.exists() and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                out.append(Check("secrets", "fail", f"{p.name}: {path} is readable by others", f"chmod 600 {path}"))
+                out.append(
+                    Check("secrets", "fail", f"{p.name}: {path} is readable by others", f"chmod 600 {path}")
+                )
     return out

@@ -34,5 +34,7 @@ def userns_problem() -> str | None:
     if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
         return "kernel.unprivileged_userns_clone is 0"
     if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
-        return "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"
+        return (
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"
+        )
     return None

@@ -55,7 +55,9 @@ def get_status_many(
             out[key] = (None, None, str(e)[:120])
             continue
         sock.setblocking(False)
-        req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: fleetctl\r\nConnection: close\r\n\r\n"
+        req = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: fleetctl\r\nConnection: close\r\n\r\n"
+        )
         probe = _Probe(key, sock, req.encode(), now + timeout, now)
         err = sock.connect_ex((host, port))
         if err not in (0, 115, 36):  # 0, EINPROGRESS (Linux), EINPROGRESS (BSD)

@@ -95,17 +95,25 @@ def check_secrets(fleet: Fleet) -> list[str]:
             try:
                 mode = path.stat().st_mode
             except FileNotFoundError:
-                warnings.append(f"{p.source}: secrets_file: {path} does not exist yet (the agent starts without it)")
+                warnings.append(
+                    f"{p.source}: secrets_file: {path} does not exist yet (the agent starts without it)"
+                )
                 continue
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                problems.append(f"{p.source}: secrets_file: {path} is readable by others; run: chmod 600 {path}")
+                problems.append(
+                    f"{p.source}: secrets_file: {path} is readable by others; run: chmod 600 {path}"
+                )
     if problems:
         raise FleetError("\n".join(problems))
     return warnings
 
 
 def install(
-    profiles_dir: Path, *, prune: bool = False, dry_run: bool = False, say: Say = print,
+    profiles_dir: Path,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    say: Say = print,
     wait: bool = True,
 ) -> Plan:
     fleet = load_fleet(profiles_dir)  # validate everything before touching anything
@@ -150,7 +158,9 @@ def install(
 
 def _prepare_host(fleet: Fleet, say: Say) -> None:
     """The python shim, credentials links and the agents' directories (0700)."""
-    shim = f'#!/bin/sh\n# Written by fleetctl install: runs {{python}} commands.\nexec {sys.executable} "$@"\n'
+    shim = (
+        f'#!/bin/sh\n# Written by fleetctl install: runs {{python}} commands.\nexec {sys.executable} "$@"\n'
+    )
     if not paths.python_shim().exists() or paths.python_shim().read_text() != shim:
         write_atomic(paths.python_shim(), shim, mode=0o755)
     m = manifest.load()
@@ -241,8 +251,9 @@ def _retry_without_namespaces(
         mgr.reset_failed(u)
     mgr.restart(units)
     _save_manifest(fleet, plan, prune=False)
-    failed = _wait_healthy(mgr, Fleet(fleet.directory, tuple(fleet.get(a) for a in sorted(agents)),
-                                      fleet.settings), plan, say)
+    failed = _wait_healthy(
+        mgr, Fleet(fleet.directory, tuple(fleet.get(a) for a in sorted(agents)), fleet.settings), plan, say
+    )
     if failed:
         raise FleetError(f"install: {', '.join(sorted(failed))} still fail with 226/NAMESPACE")
 
@@ -281,7 +292,7 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
         remove(path)
     shutil.rmtree(paths.fleet_config_dir() / "credentials", ignore_errors=True)
     if purge:
-        for agent, dirs in sorted(m.created_dirs.items()):
+        for dirs in m.created_dirs.values():
             for d in dirs:
                 shutil.rmtree(d, ignore_errors=True)
                 say(f"purged {d}")

@@ -35,8 +35,12 @@ def next_port(used: set[int], role: str) -> int:
 
 
 def new_profile(
-    directory: Path, name: str, role: str = "specialist", description: str = "",
-    command: list[str] | None = None, after: list[str] | None = None,
+    directory: Path,
+    name: str,
+    role: str = "specialist",
+    description: str = "",
+    command: list[str] | None = None,
+    after: list[str] | None = None,
 ) -> Path:
     directory = Path(directory)
     problem = schema._name(name)
@@ -52,7 +56,7 @@ def new_profile(
         used = {p.port for p in load_fleet(directory).profiles}
     if not command and not _fleet_default_command(directory):
         raise FleetError(
-            f"{target}: command: pass --command \"/path/to/agent --port {{port}}\" "
+            f'{target}: command: pass --command "/path/to/agent --port {{port}}" '
             f"({directory / FLEET_FILE} sets no [defaults] command)"
         )
     doc: dict[str, object] = {"description": description, "role": role, "port": next_port(used, role)}
@@ -60,7 +64,9 @@ def new_profile(
         doc["command"] = command
     if after:
         doc["after"] = after
-    text = f"# Agent profile for {name}. Keys: see `fleetctl new --help` and the README.\n" + tomli_w.dumps(doc)
+    text = f"# Agent profile for {name}. Keys: see `fleetctl new --help` and the README.\n" + tomli_w.dumps(
+        doc
+    )
     _validate_with_fleet(directory, target.name, text)
     write_atomic(target, text, mode=0o644)
     return target

@@ -186,9 +186,14 @@ def _type_problem(s: schema.Setting, v: Any) -> str | None:
     if ok:
         return None
     want = {
-        "str": "a string", "int": "a whole number", "number": "a number", "bool": "true or false",
-        "list[str]": "a list of strings", "list[int]": "a list of whole numbers",
-        "table[str]": "a table of strings", "table[int]": "a table of numbers",
+        "str": "a string",
+        "int": "a whole number",
+        "number": "a number",
+        "bool": "true or false",
+        "list[str]": "a list of strings",
+        "list[int]": "a list of whole numbers",
+        "table[str]": "a table of strings",
+        "table[int]": "a table of numbers",
         "list[table]": "a list of tables",
     }[s.kind]
     return f"must be {want} (got {_show(v)})"
@@ -281,7 +286,9 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
     defaults_doc = doc.pop("defaults", {})
     where = str(path)
     inheritable = {k: s for k, s in schema.BY_KEY.items() if s.inheritable}
-    defaults = _check_values(_flatten(defaults_doc, where, problems), inheritable, f"{where}: defaults", problems)
+    defaults = _check_values(
+        _flatten(defaults_doc, where, problems), inheritable, f"{where}: defaults", problems
+    )
     flat: dict[str, Any] = {}
     for section, value in doc.items():
         if isinstance(value, dict):
@@ -399,8 +406,12 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
         alternate_secrets_files=tuple(sub(f) or f for f in d["alternate_secrets_files"]),
         after=tuple(d["after"]),
         log_file=d["log_file"],
-        health=section(Health, "health", timeout=float(d["health.timeout"]),
-                       startup_grace=float(d["health.startup_grace"])),
+        health=section(
+            Health,
+            "health",
+            timeout=float(d["health.timeout"]),
+            startup_grace=float(d["health.startup_grace"]),
+        ),
         restart=section(Restart, "restart"),
         resources=section(Resources, "resources", memory_max=_str_or_none(d["resources.memory_max"])),
         sandbox=section(Sandbox, "sandbox"),

@@ -42,8 +42,11 @@ def _hopeless(p: Profile, info: UnitInfo) -> str | None:
 
 
 def wait_all_healthy(
-    mgr: SystemdManager, profiles: Sequence[Profile], say: Callable[[str], None],
-    grace: float | None = None, interval: float = 0.25,
+    mgr: SystemdManager,
+    profiles: Sequence[Profile],
+    say: Callable[[str], None],
+    grace: float | None = None,
+    interval: float = 0.25,
 ) -> Readiness:
     from fleetctl.health import probe_many
 
@@ -60,8 +63,9 @@ def wait_all_healthy(
                 out.failed[name], out.reasons[name] = infos[paths.unit_name(name)], reason
                 say(f"{name}: {reason}")
                 del pending[name]
-        results = probe_many([(n, health_url(p), p.health.timeout, p.health.expected_status)
-                              for n, p in pending.items()])
+        results = probe_many(
+            [(n, health_url(p), p.health.timeout, p.health.expected_status) for n, p in pending.items()]
+        )
         now = time.monotonic()
         for name, r in results.items():
             if r.ok:

@@ -109,8 +109,9 @@ def _sandbox(p: Profile, target: Target) -> list[str]:
         out.append("# Namespace sandboxing left out: this host does not allow user namespaces.")
         return out
     # Not ProtectKernelTunables=: it fails with 226/NAMESPACE on kernels without
-    # /proc/kallsyms, for little gain in an agent. In a user unit these need a mount namespace, which systemd builds inside an implied
-    # user namespace (PrivateUsers=); hosts that forbid those get the fallback above.
+    # /proc/kallsyms, for little gain in an agent. In a user unit these need a mount
+    # namespace, which systemd builds inside an implied user namespace (PrivateUsers=);
+    # hosts that forbid those get the fallback above.
     # Only the agent's own directories are writable; fleetctl's state is not the agent's.
     writable = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
     writable += ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths]

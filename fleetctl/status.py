@@ -49,18 +49,33 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     for p in fleet.profiles:
         u = units[paths.unit_name(p.name)]
         h = health.get(p.name)
-        up = (now_us - u.active_enter_timestamp) / 1e6 if u.active_state == "active" and u.active_enter_timestamp else None
-        rows.append(AgentStatus(
-            agent=p.name, unit=u.name, load_state=u.load_state, active_state=u.active_state,
-            sub_state=u.sub_state, main_pid=u.main_pid, port=p.port,
-            health="-" if h is None else ("ok" if h.ok else "fail"),
-            health_detail="" if h is None else (f"{h.latency_ms:.0f}ms" if h.ok and h.latency_ms is not None
-                                                 else (h.error or "")),
-            health_latency_ms=None if h is None else h.latency_ms,
-            restarts=u.n_restarts, uptime_seconds=up, memory_bytes=u.memory_current,
-            result=u.result, exec_main_status=u.exec_main_status,
-            active_enter_timestamp=u.active_enter_timestamp,
-        ))
+        up = (
+            (now_us - u.active_enter_timestamp) / 1e6
+            if u.active_state == "active" and u.active_enter_timestamp
+            else None
+        )
+        rows.append(
+            AgentStatus(
+                agent=p.name,
+                unit=u.name,
+                load_state=u.load_state,
+                active_state=u.active_state,
+                sub_state=u.sub_state,
+                main_pid=u.main_pid,
+                port=p.port,
+                health="-" if h is None else ("ok" if h.ok else "fail"),
+                health_detail=""
+                if h is None
+                else (f"{h.latency_ms:.0f}ms" if h.ok and h.latency_ms is not None else (h.error or "")),
+                health_latency_ms=None if h is None else h.latency_ms,
+                restarts=u.n_restarts,
+                uptime_seconds=up,
+                memory_bytes=u.memory_current,
+                result=u.result,
+                exec_main_status=u.exec_main_status,
+                active_enter_timestamp=u.active_enter_timestamp,
+            )
+        )
     return rows
 
 
@@ -94,10 +109,20 @@ def human_bytes(n: int | None) -> str:
 def table(rows: list[AgentStatus]) -> list[str]:
     header = ("AGENT", "UNIT", "STATE", "PID", "PORT", "HEALTH", "RESTARTS", "UPTIME", "MEMORY")
     body = [
-        (r.agent, r.unit, f"{r.active_state}/{r.sub_state}", str(r.main_pid or "-"), str(r.port),
-         f"{r.health} {r.health_detail}".strip(), str(r.restarts), human_duration(r.uptime_seconds),
-         human_bytes(r.memory_bytes))
+        (
+            r.agent,
+            r.unit,
+            f"{r.active_state}/{r.sub_state}",
+            str(r.main_pid or "-"),
+            str(r.port),
+            f"{r.health} {r.health_detail}".strip(),
+            str(r.restarts),
+            human_duration(r.uptime_seconds),
+            human_bytes(r.memory_bytes),
+        )
         for r in rows
     ]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=False)]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (header, *body)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (header, *body)
+    ]

@@ -61,10 +61,13 @@ class Fleetctl:
         self.env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 180, **env: str):  # type: ignore[no-untyped-def]
-        proc = self.manager.run([sys.executable, "-m", "fleetctl", *args], env={**self.env, **env},
-                                timeout=timeout)
+        proc = self.manager.run(
+            [sys.executable, "-m", "fleetctl", *args], env={**self.env, **env}, timeout=timeout
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"fleetctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"fleetctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def systemd(self):  # type: ignore[no-untyped-def]

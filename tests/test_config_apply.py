@@ -8,11 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Fleetctl
 
 
@@ -29,7 +27,7 @@ def agent(fleetctl: Fleetctl, tmp_path: Path) -> tuple[Path, Path]:
     profiles.mkdir()
     (profiles / "solo.toml").write_text(
         f'command = ["{{python}}", "-m", "fleetctl.demo_agent"]\nport = {free_port()}\n'
-        '[restart]\ndelay = 1\nbad_config_exit_statuses = [78]\n'
+        "[restart]\ndelay = 1\nbad_config_exit_statuses = [78]\n"
         '[health]\nstartup_grace = 3\n[config]\nfile = "config.json"\n'
     )
     cfg = fleetctl.manager.home / "agents/solo/config"
@@ -43,7 +41,9 @@ def history(fleetctl: Fleetctl, profiles: Path) -> dict:
     return json.loads(fleetctl("config", "history", "solo", "--json", "--profiles", str(profiles)).stdout)
 
 
-def test_good_change_becomes_last_known_good(fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path) -> None:
+def test_good_change_becomes_last_known_good(
+    fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
+) -> None:
     profiles, cfg = agent
     h = history(fleetctl, profiles)
     assert h["current"] == 1 and h["last_known_good"] == 1 and h["versions"][0]["source"] == "install"
@@ -59,7 +59,9 @@ def test_good_change_becomes_last_known_good(fleetctl: Fleetctl, agent: tuple[Pa
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v2"}
 
 
-def test_change_that_kills_the_agent_rolls_back(fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path) -> None:
+def test_change_that_kills_the_agent_rolls_back(
+    fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
+) -> None:
     profiles, cfg = agent
     bad = tmp_path / "bad.json"
     bad.write_text('{"greeting": "v2", "require_api_key": true}\n')  # parses; the agent exits 1
@@ -75,10 +77,13 @@ def test_change_that_kills_the_agent_rolls_back(fleetctl: Fleetctl, agent: tuple
     assert st["health"] == "ok"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"greeting": "v2",,}', "line 1, column 19"),
-    (b'{"greeting": "caf\xe9"}', "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"greeting": "v2",,}', "line 1, column 19"),
+        (b'{"greeting": "caf\xe9"}', "not UTF-8"),
+    ],
+)
 def test_invalid_file_is_refused_before_anything_is_touched(
     fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path, content: str | bytes, message: str
 ) -> None:
@@ -93,7 +98,9 @@ def test_invalid_file_is_refused_before_anything_is_touched(
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v1"}
 
 
-def test_hand_edit_is_kept_as_drift_before_rollback(fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path) -> None:
+def test_hand_edit_is_kept_as_drift_before_rollback(
+    fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
+) -> None:
     profiles, cfg = agent
     (cfg / "config.json").write_text('{"greeting": "edited by hand at 3am"}\n')
     out = fleetctl("config", "status", "--profiles", str(profiles)).stdout
@@ -106,7 +113,10 @@ def test_hand_edit_is_kept_as_drift_before_rollback(fleetctl: Fleetctl, agent: t
     assert len(kept) == 1 and kept[0]["version"] == 2 and not kept[0]["verified"]
     assert h["current"] == 1
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v1"}
-    assert "edited by hand at 3am" in fleetctl("config", "diff", "solo", "2", "1", "--profiles", str(profiles)).stdout
+    assert (
+        "edited by hand at 3am"
+        in fleetctl("config", "diff", "solo", "2", "1", "--profiles", str(profiles)).stdout
+    )
 
 
 def test_apply_killed_mid_verification_leaves_a_whole_version(
@@ -116,9 +126,22 @@ def test_apply_killed_mid_verification_leaves_a_whole_version(
     new = tmp_path / "new.json"
     new.write_text('{"greeting": "v2"}\n')
     proc = subprocess.Popen(
-        [*fleetctl.manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "config", "apply", "solo",
-         str(new), "--profiles", str(profiles)],
-        env=fleetctl.env, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            *fleetctl.manager.nsenter_argv(),
+            sys.executable,
+            "-m",
+            "fleetctl",
+            "config",
+            "apply",
+            "solo",
+            str(new),
+            "--profiles",
+            str(profiles),
+        ],
+        env=fleetctl.env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the new version is written and verification runs
@@ -134,17 +157,36 @@ def test_apply_killed_mid_verification_leaves_a_whole_version(
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v1"}
 
 
-def test_two_applies_at_once_one_is_refused(fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path) -> None:
+def test_two_applies_at_once_one_is_refused(
+    fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
+) -> None:
     profiles, _ = agent
     files = []
     for i in (2, 3):
         f = tmp_path / f"v{i}.json"
         f.write_text(json.dumps({"greeting": f"v{i}"}))
         files.append(f)
-    procs = [subprocess.Popen(
-        [*fleetctl.manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "config", "apply", "solo",
-         str(f), "--profiles", str(profiles)], env=fleetctl.env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for f in files]
+    procs = [
+        subprocess.Popen(
+            [
+                *fleetctl.manager.nsenter_argv(),
+                sys.executable,
+                "-m",
+                "fleetctl",
+                "config",
+                "apply",
+                "solo",
+                str(f),
+                "--profiles",
+                str(profiles),
+            ],
+            env=fleetctl.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in files
+    ]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     codes = sorted(r[2] for r in results)
     assert codes == [0, 75], results

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Fleetctl
 
 AGENTS = ["coordinator", "coder", "deployer", "qa", "researcher", "reviewer"]
@@ -43,7 +42,7 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
 
     rows = status(fleetctl, example_profiles)
     assert sorted(rows) == sorted(AGENTS)
-    for agent, row in rows.items():
+    for row in rows.values():
         assert (row["active_state"], row["sub_state"], row["health"]) == ("active", "running", "ok"), row
         assert row["main_pid"] > 0 and row["restarts"] == 0
     # Enabled: the symlink systemd's EnableUnitFiles made.
@@ -56,9 +55,17 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
     assert rows["coder"]["main_pid"] == unit.main_pid
     assert rows["coder"]["active_enter_timestamp"] == unit.active_enter_timestamp
     assert rows["coder"]["restarts"] == unit.n_restarts
-    busctl = fleetctl.manager.run(["busctl", "--user", "get-property", "org.freedesktop.systemd1",
-                                   "/org/freedesktop/systemd1/unit/fleet_2dcoder_2eservice",
-                                   "org.freedesktop.systemd1.Service", "MainPID"]).stdout.split()
+    busctl = fleetctl.manager.run(
+        [
+            "busctl",
+            "--user",
+            "get-property",
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1/unit/fleet_2dcoder_2eservice",
+            "org.freedesktop.systemd1.Service",
+            "MainPID",
+        ]
+    ).stdout.split()
     assert busctl == ["u", str(rows["coder"]["main_pid"])]
 
     # SIGKILL: systemd restarts it (Restart=on-failure) and status shows NRestarts grown.
@@ -131,9 +138,19 @@ def test_status_without_manager_says_what_to_do(tmp_path: Path) -> None:
     import sys
 
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "nowhere")}
-    proc = subprocess.run([sys.executable, "-m", "fleetctl", "status", "--profiles",
-                           str(Path(__file__).parent.parent / "profiles")],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetctl",
+            "status",
+            "--profiles",
+            str(Path(__file__).parent.parent / "profiles"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "cannot reach the systemd user manager" in proc.stderr and "linger" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -164,6 +181,7 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
     code = f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(60)"
     holder = subprocess.Popen([*fleetctl.manager.nsenter_argv(), "python3", "-c", code], env=fleetctl.env)
     try:
+
         def doctor_seeing_holder() -> str | None:
             out = fleetctl("doctor", "--profiles", str(profiles), check=False).stdout
             return out if f"port {port} is held" in out else None

@@ -24,51 +24,95 @@ def write(d: Path, files: dict[str, str]) -> Path:
 
 
 BAD = [
-    ("duplicate port", {"a.toml": GOOD, "b.toml": GOOD},
-     "b.toml: port: 48520 is also used by"),
-    ("port too low", {"a.toml": GOOD.replace("48520", "80")},
-     "a.toml: port: must be a port between 1024 and 65535 (got 80)"),
-    ("port too high", {"a.toml": GOOD.replace("48520", "70000")},
-     "a.toml: port: must be a port between 1024 and 65535 (got 70000)"),
+    ("duplicate port", {"a.toml": GOOD, "b.toml": GOOD}, "b.toml: port: 48520 is also used by"),
+    (
+        "port too low",
+        {"a.toml": GOOD.replace("48520", "80")},
+        "a.toml: port: must be a port between 1024 and 65535 (got 80)",
+    ),
+    (
+        "port too high",
+        {"a.toml": GOOD.replace("48520", "70000")},
+        "a.toml: port: must be a port between 1024 and 65535 (got 70000)",
+    ),
     ("unknown key", {"a.toml": GOOD + "colour = 'blue'\n"}, "a.toml: colour: unknown key"),
-    ("unknown key in section", {"a.toml": GOOD + "[health]\ntimout = 3\n"},
-     "a.toml: health.timout: unknown key (did you mean health.timeout?)"),
-    ("wrong type", {"a.toml": GOOD + '[health]\ntimeout = "5s"\n'},
-     'a.toml: health.timeout: must be a number (got "5s")'),
-    ("negative timeout", {"a.toml": GOOD + "[health]\ntimeout = -1\n"},
-     "a.toml: health.timeout: must be a positive number of seconds (got -1)"),
+    (
+        "unknown key in section",
+        {"a.toml": GOOD + "[health]\ntimout = 3\n"},
+        "a.toml: health.timout: unknown key (did you mean health.timeout?)",
+    ),
+    (
+        "wrong type",
+        {"a.toml": GOOD + '[health]\ntimeout = "5s"\n'},
+        'a.toml: health.timeout: must be a number (got "5s")',
+    ),
+    (
+        "negative timeout",
+        {"a.toml": GOOD + "[health]\ntimeout = -1\n"},
+        "a.toml: health.timeout: must be a positive number of seconds (got -1)",
+    ),
     ("missing command", {"a.toml": "port = 48520\n"}, "a.toml: command: missing (required)"),
     ("missing port", {"a.toml": 'command = ["/bin/true"]\n'}, "a.toml: port: missing (required)"),
-    ("empty command", {"a.toml": "command = []\nport = 48520\n"},
-     "a.toml: command: must be a non-empty list"),
-    ("relative command", {"a.toml": 'command = ["agent"]\nport = 48520\n'},
-     "a.toml: command: command[0] 'agent' is not an absolute path"),
-    ("unknown placeholder", {"a.toml": 'command = ["/bin/a", "{prot}"]\nport = 48520\n'},
-     "a.toml: command: command[1]: unknown placeholder {prot}"),
-    ("after unknown", {"a.toml": GOOD + 'after = ["ghost"]\n'},
-     "a.toml: after: unknown agent 'ghost'"),
-    ("after cycle", {"a.toml": GOOD + 'after = ["b"]\n',
-                     "b.toml": GOOD.replace("48520", "48540") + 'after = ["c"]\n',
-                     "c.toml": GOOD.replace("48520", "48560") + 'after = ["a"]\n'},
-     "after: ordering cycle a -> b -> c -> a"),
+    (
+        "empty command",
+        {"a.toml": "command = []\nport = 48520\n"},
+        "a.toml: command: must be a non-empty list",
+    ),
+    (
+        "relative command",
+        {"a.toml": 'command = ["agent"]\nport = 48520\n'},
+        "a.toml: command: command[0] 'agent' is not an absolute path",
+    ),
+    (
+        "unknown placeholder",
+        {"a.toml": 'command = ["/bin/a", "{prot}"]\nport = 48520\n'},
+        "a.toml: command: command[1]: unknown placeholder {prot}",
+    ),
+    ("after unknown", {"a.toml": GOOD + 'after = ["ghost"]\n'}, "a.toml: after: unknown agent 'ghost'"),
+    (
+        "after cycle",
+        {
+            "a.toml": GOOD + 'after = ["b"]\n',
+            "b.toml": GOOD.replace("48520", "48540") + 'after = ["c"]\n',
+            "c.toml": GOOD.replace("48520", "48560") + 'after = ["a"]\n',
+        },
+        "after: ordering cycle a -> b -> c -> a",
+    ),
     ("after self", {"a.toml": GOOD + 'after = ["a"]\n'}, "a.toml: after: an agent cannot start after itself"),
     ("bad name", {"Bad_Name.toml": GOOD}, "Bad_Name.toml: name: must be lowercase"),
-    ("secret in environment", {"a.toml": GOOD + '[environment]\nGROQ_API_KEY = "gsk_x"\n'},
-     "a.toml: environment: GROQ_API_KEY looks like a secret; put it in secrets_file"),
-    ("relative workspace", {"a.toml": GOOD + 'workspace = "ws"\n'},
-     "a.toml: workspace: must be an absolute path or start with '~/'"),
+    (
+        "secret in environment",
+        {"a.toml": GOOD + '[environment]\nGROQ_API_KEY = "gsk_x"\n'},
+        "a.toml: environment: GROQ_API_KEY looks like a secret; put it in secrets_file",
+    ),
+    (
+        "relative workspace",
+        {"a.toml": GOOD + 'workspace = "ws"\n'},
+        "a.toml: workspace: must be an absolute path or start with '~/'",
+    ),
     ("invalid toml", {"a.toml": "port = \n"}, "a.toml: invalid TOML:"),
-    ("bad exit status", {"a.toml": GOOD + "[restart]\nbad_config_exit_statuses = [300]\n"},
-     "a.toml: restart.bad_config_exit_statuses: exit statuses must be 0-255"),
-    ("bad memory", {"a.toml": GOOD + '[resources]\nmemory_max = "lots"\n'},
-     'a.toml: resources.memory_max: must be a size such as "512M"'),
-    ("bad fleet default", {"fleet.toml": "[defaults]\nport = 1\n", "a.toml": GOOD},
-     "fleet.toml: defaults: port: unknown key"),
+    (
+        "bad exit status",
+        {"a.toml": GOOD + "[restart]\nbad_config_exit_statuses = [300]\n"},
+        "a.toml: restart.bad_config_exit_statuses: exit statuses must be 0-255",
+    ),
+    (
+        "bad memory",
+        {"a.toml": GOOD + '[resources]\nmemory_max = "lots"\n'},
+        'a.toml: resources.memory_max: must be a size such as "512M"',
+    ),
+    (
+        "bad fleet default",
+        {"fleet.toml": "[defaults]\nport = 1\n", "a.toml": GOOD},
+        "fleet.toml: defaults: port: unknown key",
+    ),
 ]
 
 
 @pytest.mark.parametrize("files,expected", [(f, e) for _, f, e in BAD], ids=[i for i, _, _ in BAD])
-def test_bad_profile_is_one_line_naming_file_and_key(tmp_path: Path, files: dict[str, str], expected: str) -> None:
+def test_bad_profile_is_one_line_naming_file_and_key(
+    tmp_path: Path, files: dict[str, str], expected: str
+) -> None:
     write(tmp_path, files)
     with pytest.raises(ProfileErrors) as e:
         load_fleet(tmp_path)
@@ -84,9 +128,11 @@ def test_bad_profile_install_writes_nothing(tmp_path: Path, files: dict[str, str
     write(profiles, files)
     home = tmp_path / "home"
     home.mkdir()
-    result = CliRunner().invoke(main, ["install", str(profiles)],
-                                env={"HOME": str(home), "XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "",
-                                     "FLEETCTL_QUIET_ROOT": "1"})
+    result = CliRunner().invoke(
+        main,
+        ["install", str(profiles)],
+        env={"HOME": str(home), "XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "FLEETCTL_QUIET_ROOT": "1"},
+    )
     assert result.exit_code != 0
     assert expected in result.output
     assert list(home.rglob("*")) == []

@@ -137,7 +137,7 @@ class UserManager:
         self._remove_cgroups()
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> "UserManager":
+    def __enter__(self) -> UserManager:
         self.start()
         return self
 
@@ -305,11 +305,16 @@ def _shell_main(argv: list[str]) -> int:
         manager.start()
         env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\w# ")
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-        subprocess.run([*manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
-                       env=env, cwd=repo)
-        print(f"\nA private systemd user manager runs the fleet; HOME={manager.home}.\n"
-              "Try: fleetctl status, fleetctl logs coder, systemctl --user status fleet-coder, "
-              "fleetctl doctor.\nExit the shell to tear it all down.\n")
+        subprocess.run(
+            [*manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
+            env=env,
+            cwd=repo,
+        )
+        print(
+            f"\nA private systemd user manager runs the fleet; HOME={manager.home}.\n"
+            "Try: fleetctl status, fleetctl logs coder, systemctl --user status fleet-coder, "
+            "fleetctl doctor.\nExit the shell to tear it all down.\n"
+        )
         nsenter = manager.nsenter_argv()
         subprocess.run([*nsenter[:-1], f"--wd={repo}", "--", "bash", "--norc", "-i"], env=env)
     finally:

@@ -74,15 +74,20 @@ def validate_current(p: Profile) -> str | None:
     target = config_dir / p.config.file
     try:
         if target.exists():
-            validate(p, read_bounded(target, managed.MAX_BYTES, f"{p.name}: {p.config.file}"),
-                     f"{p.name}: {p.config.file}")
+            validate(
+                p,
+                read_bounded(target, managed.MAX_BYTES, f"{p.name}: {p.config.file}"),
+                f"{p.name}: {p.config.file}",
+            )
         _run_agent_validator(p, target)
     except ConfigInvalid as e:
         return str(e)
     return None
 
 
-def apply(p: Profile, candidate: Path, reason: str, source: Source = "apply", say: Say = print) -> ApplyResult:
+def apply(
+    p: Profile, candidate: Path, reason: str, source: Source = "apply", say: Say = print
+) -> ApplyResult:
     names = managed_names(p)
     raw = read_bounded(candidate, managed.MAX_BYTES, str(candidate))
     label = f"{p.name}: {candidate.name}"
@@ -106,8 +111,9 @@ def apply(p: Profile, candidate: Path, reason: str, source: Source = "apply", sa
         return _verify_or_roll_back(p, store, config_dir, names, new, previous, say)
 
 
-def rollback(p: Profile, version: int | None, reason: str, source: Source = "rollback",
-             say: Say = print) -> ApplyResult:
+def rollback(
+    p: Profile, version: int | None, reason: str, source: Source = "rollback", say: Say = print
+) -> ApplyResult:
     names = managed_names(p)
     store = store_for(p)
     config_dir = paths.expand(p.config_dir)
@@ -115,14 +121,18 @@ def rollback(p: Profile, version: int | None, reason: str, source: Source = "rol
         previous = _settle(store, config_dir, names, p)
         target = store.meta(version) if version is not None else store.last_known_good()
         if target is None:
-            raise FleetError(f"{p.name}: no last-known-good config recorded yet; name a version "
-                             f"(see `fleetctl config history {p.name}`)")
+            raise FleetError(
+                f"{p.name}: no last-known-good config recorded yet; name a version "
+                f"(see `fleetctl config history {p.name}`)"
+            )
         managed.deploy(store, config_dir, target.version, names)
         say(f"{p.name}: restored version {target.version} ({reason}); restarting and verifying")
         return _verify_or_roll_back(p, store, config_dir, names, target, previous, say)
 
 
-def restore_last_known_good(p: Profile, reason: str, source: Source = "watchdog", say: Say = print) -> ApplyResult:
+def restore_last_known_good(
+    p: Profile, reason: str, source: Source = "watchdog", say: Say = print
+) -> ApplyResult:
     """The watchdog's restore_config action."""
     return rollback(p, None, reason, source, say)
 
@@ -153,8 +163,13 @@ def _settle(store: Store, config_dir: Path, names: list[str], p: Profile) -> Ver
 
 
 def _verify_or_roll_back(
-    p: Profile, store: Store, config_dir: Path, names: list[str], new: VersionMeta,
-    previous: VersionMeta | None, say: Say,
+    p: Profile,
+    store: Store,
+    config_dir: Path,
+    names: list[str],
+    new: VersionMeta,
+    previous: VersionMeta | None,
+    say: Say,
 ) -> ApplyResult:
     problem = verify(p, say)
     if problem is None:
@@ -162,8 +177,10 @@ def _verify_or_roll_back(
         return ApplyResult(True, new.version, f"{p.name}: version {new.version} healthy; now last-known-good")
     logs = _last_lines(p)
     if previous is None or previous.version == new.version:
-        raise FleetError(f"{p.name}: version {new.version} is not healthy ({problem}) and there is no "
-                         f"earlier version to return to; last log lines:\n    {logs}")
+        raise FleetError(
+            f"{p.name}: version {new.version} is not healthy ({problem}) and there is no "
+            f"earlier version to return to; last log lines:\n    {logs}"
+        )
     say(f"{p.name}: version {new.version} failed ({problem}); rolling back to version {previous.version}")
     managed.deploy(store, config_dir, previous.version, names)
     again = verify(p, say)
@@ -216,6 +233,5 @@ def config_status(p: Profile) -> str:
     store = store_for(p)
     cur, lkg = store.current(), store.last_known_good()
     drift = detect_drift(paths.expand(p.config_dir), managed_names(p), store, mask=masker(p))
-    head = (f"{p.name}: version {cur.version if cur else '-'}, "
-            f"last-known-good {lkg.version if lkg else '-'}")
+    head = f"{p.name}: version {cur.version if cur else '-'}, last-known-good {lkg.version if lkg else '-'}"
     return head + (f"; DRIFT: {drift.summary()}" if drift else "; matches the applied version")
