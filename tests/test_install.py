@@ -194,3 +194,13 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_installed_units_pass_systemd_analyze_verify(fleetctl: Fleetctl, example_profiles: Path) -> None:
+    fleetctl("install", str(example_profiles), "--no-wait")
+    units = sorted(str(u) for u in (fleetctl.manager.home / ".config/systemd/user").glob("fleet-*.service"))
+    assert len(units) == 6
+    proc = fleetctl.manager.run(["systemd-analyze", "--user", "verify", *units], env=fleetctl.env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # verify warns (exit 0) about unknown directives or bad values: there must be none for our units
+    assert "fleet-" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
