@@ -169,16 +169,20 @@ def uninstall(purge: bool) -> None:
 def status(profiles_dir: Path | None, as_json: bool) -> None:
     """One row per agent: state, PID, port, health, restarts, uptime, memory."""
     from fleetctl import status as st
+    from fleetctl.oversight import staleness, staleness_lines
     from fleetctl.profiles import load_fleet
     from fleetctl.systemd import SystemdManager
 
     fleet = load_fleet(resolve_profiles(profiles_dir))
     with SystemdManager() as mgr:
         rows = st.collect(fleet, mgr)
+    jobs = staleness(fleet)  # a human reading status must see when the monitors stopped
     if as_json:
-        emit_json(st.as_json(rows))
+        emit_json(st.as_json(rows, {"jobs": jobs}))
     else:
         for line in st.table(rows):
+            click.echo(line)
+        for line in staleness_lines(jobs):
             click.echo(line)
 
 
@@ -356,3 +360,9 @@ def config_status(profiles_dir: Path | None) -> None:
 
     for p in load_fleet(resolve_profiles(profiles_dir)).profiles:
         click.echo(one(p))
+
+
+# Command groups that live in their own modules.
+from fleetctl.cli_oversight import register as _register_oversight  # noqa: E402
+
+_register_oversight(main)

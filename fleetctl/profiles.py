@@ -121,6 +121,7 @@ class FleetSettings:
     oversight_interval_minutes: int = 5
     alerts_dedup_window: float = 3600.0
     alert_channels: tuple[dict[str, Any], ...] = ()
+    review_checklist: str | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         oversight_interval_minutes=d["oversight.interval_minutes"],
         alerts_dedup_window=float(d["alerts.dedup_window"]),
         alert_channels=tuple(d["alerts.channels"]),
+        review_checklist=d["oversight.review_checklist"],
     )
     return defaults, settings
 

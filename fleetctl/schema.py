@@ -263,6 +263,13 @@ FLEET_SETTINGS: tuple[Setting, ...] = (
         "claude-haiku-4-5",
         doc="fallback diagnosis model (needs ANTHROPIC_API_KEY)",
     ),
+    S(
+        "oversight.review_checklist",
+        "str",
+        None,
+        check=_user_path,
+        doc="checklist file an LLM reviews the coordinator's recent log against (off when unset)",
+    ),
     S("oversight.interval_minutes", "int", 5, check=_positive, doc="how often cron runs `fleetctl oversee`"),
     S(
         "alerts.dedup_window",
