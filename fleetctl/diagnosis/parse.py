@@ -29,10 +29,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def parse_answer(text: str) -> Diagnosis | None:
-    """`{"action": <allow-listed>, "cause": <str <= 200>}`, optionally in one ```json fence."""
+def strict_object(text: str, keys: set[str], max_chars: int = MAX_ANSWER_CHARS) -> dict[str, Any] | None:
+    """One JSON object with exactly `keys`, optionally in one ```json fence; else None."""
     text = text.strip()
-    if not text or len(text) > MAX_ANSWER_CHARS:
+    if not text or len(text) > max_chars:
         return None
     if text.startswith("```"):
         m = _FENCE.fullmatch(text)
@@ -43,15 +43,27 @@ def parse_answer(text: str) -> Diagnosis | None:
         obj = json.loads(text, object_pairs_hook=_no_duplicates)
     except (ValueError, _Reject):  # JSONDecodeError is a ValueError
         return None
-    if not isinstance(obj, dict) or set(obj) != {"action", "cause"}:
+    if not isinstance(obj, dict) or set(obj) != keys:
+        return None
+    return obj
+
+
+def one_line(text: str) -> str:
+    """Control chars would let model text forge extra log lines or terminal escapes downstream."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def parse_answer(text: str) -> Diagnosis | None:
+    """`{"action": <allow-listed>, "cause": <str <= 200>}`, optionally in one ```json fence."""
+    obj = strict_object(text, {"action", "cause"})
+    if obj is None:
         return None
     action, cause = obj["action"], obj["cause"]
     if not isinstance(action, str) or action not in ACTION_NAMES:
         return None
     if not isinstance(cause, str):
         return None
-    # Control chars would let a cause forge extra log lines or terminal escapes downstream.
-    cause = " ".join(_CONTROL.sub(" ", cause).split())
+    cause = one_line(cause)
     if not cause or len(cause) > CAUSE_MAX:
         return None
     return Diagnosis(action=Action(action), cause=cause)

@@ -12,8 +12,6 @@ model says is run. The model is asked again only when the log (or checklist) cha
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import secrets as _secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetctl import paths
+from fleetctl.diagnosis.parse import one_line, strict_object
 from fleetctl.diagnosis.prompt import Prompt, fit_log_lines
 from fleetctl.diagnosis.providers import Provider, ProviderError, providers_from_env
 from fleetctl.diagnosis.redact import Redactor, read_env_file
@@ -34,8 +33,6 @@ CHECKLIST_MAX = 4000  # characters; a checklist is a page, not a manual
 LOG_LINES = 200
 MAX_ANSWER_CHARS = 1000
 BUDGET_SECONDS = 20.0
-_FENCE = re.compile(r"```(?:json)?[ \t]*\n(?P<body>.*?)\n?[ \t]*```", re.DOTALL | re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 SYSTEM = f"""\
 You audit an AI coordinator agent. Decide from its recent log whether it followed the \
@@ -55,32 +52,15 @@ class Verdict:
     reason: str
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    if len({k for k, _ in pairs}) != len(pairs):
-        raise ValueError("duplicate key")
-    return dict(pairs)
-
-
 def parse_verdict(text: str) -> Verdict | None:
     """The exact shape or None: no prose around it, no extra or duplicate keys."""
-    text = text.strip()
-    if not text or len(text) > MAX_ANSWER_CHARS:
-        return None
-    if text.startswith("```"):
-        m = _FENCE.fullmatch(text)
-        if m is None:
-            return None
-        text = m.group("body").strip()
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict) or set(obj) != {"followed", "reason"}:
+    obj = strict_object(text, {"followed", "reason"}, MAX_ANSWER_CHARS)
+    if obj is None:
         return None
     followed, reason = obj["followed"], obj["reason"]
     if not isinstance(followed, bool) or not isinstance(reason, str):
         return None
-    reason = " ".join(_CONTROL.sub(" ", reason).split())
+    reason = one_line(reason)
     if not reason or len(reason) > REASON_MAX:
         return None
     return Verdict(followed, reason)
