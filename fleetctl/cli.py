@@ -366,3 +366,6 @@ def config_status(profiles_dir: Path | None) -> None:
 from fleetctl.cli_oversight import register as _register_oversight  # noqa: E402
 
 _register_oversight(main)
+from fleetctl.cli_watchdog import register as _register_watchdog  # noqa: E402
+
+_register_watchdog(main)

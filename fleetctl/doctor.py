@@ -117,7 +117,16 @@ def _crontab() -> Check:
         )
     proc = run(["crontab", "-l"], check=False, timeout=10)
     if proc.returncode == 0 or "no crontab" in proc.stderr:
-        return Check("crontab", "ok", "crontab available")
+        from fleetctl.cron import current_block
+
+        if current_block() is None:
+            return Check(
+                "crontab",
+                "warn",
+                "crontab available, but no fleetctl block: nothing runs the watchdog",
+                "fleetctl install",
+            )
+        return Check("crontab", "ok", "crontab has the fleetctl block (watchdog and oversee)")
     return Check(
         "crontab",
         "fail",

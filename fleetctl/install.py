@@ -141,6 +141,7 @@ def install(
         units = [paths.unit_name(p.name) for p in fleet.profiles]
         mgr.enable(units)
         _save_manifest(fleet, plan, prune)
+        _schedule(fleet, say)
         for line in plan.lines(prune):
             say(line)
         if plan.update:
@@ -258,6 +259,20 @@ def _retry_without_namespaces(
         raise FleetError(f"install: {', '.join(sorted(failed))} still fail with 226/NAMESPACE")
 
 
+def _schedule(fleet: Fleet, say: Say) -> None:
+    """The marked crontab block that runs `fleetctl watchdog` and `fleetctl oversee`."""
+    from fleetctl import cron
+
+    s = fleet.settings
+    if cron.install_block(
+        s.watchdog_interval_minutes, s.oversight_interval_minutes, fleet.directory.resolve()
+    ):
+        say(
+            f"crontab: watchdog every {s.watchdog_interval_minutes} min, oversee every "
+            f"{s.oversight_interval_minutes} min"
+        )
+
+
 def _record_configs(fleet: Fleet, healthy: bool) -> None:
     """Configs found at install become version 1; last-known-good once the agents are healthy."""
     from fleetctl.configs.apply import record_installed
@@ -288,6 +303,10 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
             for u in units:
                 if u in mgr.list_units(paths.UNIT_PREFIX):
                     mgr.reset_failed(u)
+    from fleetctl import cron
+
+    if cron.remove_block():
+        say("removed the fleetctl block from the crontab")
     for path in (paths.python_shim(), manifest.manifest_path()):
         remove(path)
     shutil.rmtree(paths.fleet_config_dir() / "credentials", ignore_errors=True)

@@ -89,6 +89,7 @@ def fleetctl(user_manager: UserManager) -> Iterator[Fleetctl]:
         yield runner
     finally:
         runner("uninstall", "--purge", check=False)
+        user_manager.run(["crontab", "-r"], env=runner.env)  # the namespace's private crontab
         home = user_manager.home
         for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
             shutil.rmtree(home / d, ignore_errors=True)

@@ -49,6 +49,9 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
     assert (home / ".config/systemd/user/default.target.wants/fleet-coder.service").is_symlink()
     ws = home / "agents/coder/workspace"
     assert ws.is_dir() and (ws.stat().st_mode & 0o777) == 0o700
+    crontab = fleetctl.manager.run(["crontab", "-l"], env=fleetctl.env).stdout
+    assert "# BEGIN fleetctl" in crontab and " watchdog " in crontab and " oversee " in crontab
+    assert f"--profiles {example_profiles}" in crontab
 
     # status --json agrees with what D-Bus says.
     unit = fleetctl.unit("coder")
@@ -106,7 +109,11 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
 
     # uninstall: no unit, no enablement symlink; workspaces stay without --purge.
     (home / ".config/systemd/user/mine.service").write_text("[Service]\nExecStart=/bin/true\n")
+    fleetctl.manager.run(["sh", "-c", "(crontab -l; echo '0 3 * * * /usr/bin/backup') | crontab -"],
+                         env=fleetctl.env)
     fleetctl("uninstall")
+    crontab = fleetctl.manager.run(["crontab", "-l"], env=fleetctl.env).stdout
+    assert "fleetctl" not in crontab and "0 3 * * * /usr/bin/backup" in crontab  # only our block went
     unit_dir = home / ".config/systemd/user"
     assert not list(unit_dir.glob("fleet-*")) and not list(unit_dir.rglob("fleet-*.service"))
     assert (unit_dir / "mine.service").exists()  # not ours: untouched

@@ -20,9 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetctl.configs.store import Store
 from fleetctl.locks import file_lock
 
-# Runs the real CLI with the oversight commands registered, whether or not cli.py does it yet.
-CLI = "from fleetctl.cli import main; from fleetctl.cli_oversight import register; register(main); main()"
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -31,7 +28,7 @@ def free_port() -> int:
 
 
 def cli(fleetctl: Fleetctl, *args: str) -> CompletedProcess[str]:
-    return fleetctl.manager.run([sys.executable, "-c", CLI, *args], env=fleetctl.env, timeout=120)
+    return fleetctl.manager.run([sys.executable, "-m", "fleetctl", *args], env=fleetctl.env, timeout=120)
 
 
 def oversee(fleetctl: Fleetctl, profiles: Path, expect_rc: int = 0) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""Click commands for the watchdog: `watchdog`, `incidents`, `ack`. Registered by cli.py through
+`register(main)`; like cli.py, nothing here but argument handling and rendering.
+
+`python -m fleetctl.cli_watchdog ...` runs the whole fleetctl CLI with these commands added, for
+use before cli.py registers them.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_ATTENTION = 2  # the run completed, but an agent needs a human (held, or a fix that failed)
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> float:
+    """"90m", "2h", "7d" (ago) or an ISO date/time (UTC unless it says otherwise) -> epoch seconds."""
+    now = now or datetime.now(UTC)
+    m = _RELATIVE.match(text.strip().lower())
+    if m:
+        return (now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])).timestamp()
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 30m, 2h, 7d or a date such as 2024-05-01T12:00") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def summary(report: Any) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
+    verdict = "all good" if report.ok else "NEEDS ATTENTION"
+    if report.held:
+        verdict += f" (held: {', '.join(report.held)}; `fleetctl ack AGENT` after fixing)"
+    for p in report.problems:
+        verdict += f"\nproblem: {p}"
+    return (f"watchdog: checked {report.agents_checked} agents in {report.duration:.1f}s "
+            f"({counts}); {report.actions} action(s); {verdict}")
+
+
+def _cell(v: Any, width: int) -> str:
+    s = "-" if v is None else str(v)
+    return s if len(s) <= width else s[: width - 1] + "~"
+
+
+def incident_rows(records: list[dict[str, Any]]) -> list[str]:
+    out = [f"{'TIME':<21} {'AGENT':<14} {'ACTION':<19} {'RESULT':<9} {'BY':<17} SYMPTOM / DETAIL"]
+    for r in records:
+        by = r.get("provider") and f"{r['provider']}{'*' if r.get('fallback') else ''}"
+        out.append(
+            f"{_cell(r.get('time'), 21):<21} {_cell(r.get('agent'), 14):<14} "
+            f"{_cell(r.get('action'), 19):<19} {_cell(r.get('verification'), 9):<9} {_cell(by, 17):<17} "
+            f"{r.get('symptom', '')}"
+        )
+        if r.get("detail"):
+            out.append(f"{'':<21} {'':<14} {'':<19} {'':<9} {'':<17} -> {r['detail']}")
+    if len(out) == 1:
+        return ["no incidents recorded"]
+    out.append("BY: who diagnosed (groq, anthropic, rules); * = fell back along the chain")
+    return out
+
+
+def register(main: click.Group) -> None:
+    """Add the commands to fleetctl's group; call it after cli.py has defined its helpers."""
+    from fleetctl.cli import emit_json, handle_errors, profiles_option, resolve_profiles
+
+    @main.command()
+    @profiles_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
+    @handle_errors
+    def watchdog(profiles_dir: Path | None, as_json: bool) -> None:
+        """Check every agent; diagnose and fix confirmed failures (cron runs this).
+
+        Exit status: 0 all good, 2 an agent needs a human, 75 another run holds the lock.
+        """
+        from fleetctl.healing.run import run
+
+        report = run(resolve_profiles(profiles_dir), say=(lambda _: None) if as_json else click.echo)
+        if as_json:
+            emit_json(report.to_dict())
+        else:
+            click.echo(summary(report))
+        if not report.ok:
+            sys.exit(EXIT_ATTENTION)
+
+    @main.command()
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
+    @click.option("--agent", default=None, help="Only this agent's incidents.")
+    @click.option("--since", default=None, help="Only newer ones: 30m, 2h, 7d or an ISO date/time (UTC).")
+    @handle_errors
+    def incidents(as_json: bool, agent: str | None, since: str | None) -> None:
+        """What the watchdog saw and did, oldest first."""
+        from fleetctl.healing import incidents as log
+
+        records = log.read(agent=agent, since=parse_since(since) if since else None)
+        if as_json:
+            emit_json({"version": 1, "incidents": records})
+            return
+        for line in incident_rows(records):
+            click.echo(line)
+
+    @main.command()
+    @click.argument("agent")
+    @handle_errors
+    def ack(agent: str) -> None:
+        """Clear AGENT's hold: the watchdog may act on it again."""
+        from fleetctl.healing.hold import ack as do_ack
+
+        click.echo(do_ack(agent))
+

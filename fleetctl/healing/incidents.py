@@ -1,0 +1,114 @@
+"""The incident log (JSON Lines, fsync'd, rotated by size) and the bulletin's one-liners.
+
+Appends happen under the watchdog lock, so there is one writer at a time. A record is one
+write() of one line; after a crash mid-write (power loss) the torn tail is skipped by the
+reader and the next append starts on a fresh line, so one bad record never hides the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fleetctl import paths
+from fleetctl.atomic import fsync_dir
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "incidents.jsonl"
+MAX_BYTES = 5 * 1024 * 1024
+KEEP = 3  # rotated files: incidents.jsonl.1 (newest) .. .3 (oldest)
+SCHEMA = 1
+
+
+def log_path() -> Path:
+    return paths.state_dir() / LOG_FILE
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rotate(path: Path, keep: int) -> None:
+    for i in range(keep, 0, -1):
+        src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
+        if src.exists():
+            os.replace(src, path.with_name(f"{path.name}.{i}"))
+    fsync_dir(path.parent)
+
+
+def _append_line(path: Path, line: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a torn last record: start ours on its own line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)  # the new file's name must survive a crash too
+
+
+def append(record: dict[str, Any], path: Path | None = None, max_bytes: int = MAX_BYTES,
+           keep: int = KEEP) -> None:
+    path = path or log_path()
+    line = (json.dumps({"schema": SCHEMA, **record}, sort_keys=True, default=str) + "\n").encode()
+    try:
+        if path.stat().st_size + len(line) > max_bytes:
+            _rotate(path, keep)
+    except FileNotFoundError:
+        pass
+    _append_line(path, line)
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return
+    with f:
+        for n, raw in enumerate(f, 1):
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                log.warning("%s:%d: skipping a torn or garbled record", path, n)
+                continue
+            if isinstance(doc, dict):
+                yield doc
+
+
+def read(path: Path | None = None, agent: str | None = None, since: float | None = None,
+         keep: int = KEEP) -> list[dict[str, Any]]:
+    """Records oldest first, across the rotated files; filtered by agent and start time."""
+    path = path or log_path()
+    files = [path.with_name(f"{path.name}.{i}") for i in range(keep, 0, -1)] + [path]
+    out = []
+    for f in files:
+        for doc in _lines(f):
+            if agent is not None and doc.get("agent") != agent:
+                continue
+            if since is not None and float(doc.get("ts", 0)) < since:
+                continue
+            out.append(doc)
+    return out
+
+
+def append_bulletin(line: str) -> None:
+    """One line for the coordinator agent to read; the oversight pass appends here too."""
+    path = paths.bulletin_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (" ".join(line.split()) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,116 @@
+"""What the watchdog remembers between runs, per agent, in one JSON file.
+
+The file is replaced atomically (temp, fsync, rename), so a run killed at any point leaves the
+previous or the next state, never a torn one. Timestamps are wall-clock seconds since the epoch:
+runs are separate processes, so monotonic clocks mean nothing across them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetctl import paths
+from fleetctl.atomic import write_atomic
+from fleetctl.errors import FleetError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "watchdog-state.json"
+VERSION = 1
+
+
+@dataclass
+class Hold:
+    """The watchdog gave up on this agent and told a human; nothing happens until `ack`."""
+
+    since: float
+    reason: str
+
+
+@dataclass
+class AgentState:
+    n_restarts: int | None = None  # systemd's NRestarts at the last look; None: never seen
+    systemd_restarts: list[float] = field(default_factory=list)  # one stamp per NRestarts step
+    watchdog_restarts: list[float] = field(default_factory=list)  # restarts this watchdog did
+    consecutive: int = 0  # watchdog restarts since the agent last stayed healthy for an hour
+    backoff_until: float | None = None
+    last_action: str | None = None
+    held: Hold | None = None
+    credentials_index: int = 0  # 0: secrets_file; i: alternate_secrets_files[i - 1]
+    oom_kills: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AgentState:
+        held = d.get("held")
+        return cls(
+            n_restarts=None if d.get("n_restarts") is None else int(d["n_restarts"]),
+            systemd_restarts=[float(t) for t in d.get("systemd_restarts", [])],
+            watchdog_restarts=[float(t) for t in d.get("watchdog_restarts", [])],
+            consecutive=int(d.get("consecutive", 0)),
+            backoff_until=None if d.get("backoff_until") is None else float(d["backoff_until"]),
+            last_action=d.get("last_action"),
+            held=None if not held else Hold(float(held["since"]), str(held["reason"])),
+            credentials_index=int(d.get("credentials_index", 0)),
+            oom_kills=[float(t) for t in d.get("oom_kills", [])],
+        )
+
+
+@dataclass
+class WatchdogState:
+    agents: dict[str, AgentState] = field(default_factory=dict)
+
+    def agent(self, name: str) -> AgentState:
+        return self.agents.setdefault(name, AgentState())
+
+    def to_json(self) -> str:
+        doc = {"version": VERSION, "agents": {k: asdict(v) for k, v in sorted(self.agents.items())}}
+        return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def state_path() -> Path:
+    return paths.state_dir() / STATE_FILE
+
+
+def parse(text: str, where: str) -> WatchdogState:
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise FleetError(f"{where}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        raise FleetError(f"{where}: unknown watchdog state version (expected {VERSION})")
+    try:
+        return WatchdogState({str(k): AgentState.from_dict(v) for k, v in doc.get("agents", {}).items()})
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise FleetError(f"{where}: malformed watchdog state ({e})") from None
+
+
+def load(path: Path | None = None) -> tuple[WatchdogState, str | None]:
+    """The state and a problem to report, if any.
+
+    An unreadable file must not stop the watchdog for good: it is moved aside and the run starts
+    afresh. That forgets holds and restart history, which is noisy (an agent may be acted on or
+    escalated again) but never silent, and the problem is in the run's report.
+    """
+    path = path or state_path()
+    try:
+        return parse(path.read_text(), str(path)), None
+    except FileNotFoundError:
+        return WatchdogState(), None
+    except (OSError, FleetError) as e:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        try:
+            path.replace(aside)
+        except OSError:
+            pass
+        problem = f"{e}; moved to {aside}, starting with an empty state (holds and restart history lost)"
+        log.error("%s", problem)
+        return WatchdogState(), problem
+
+
+def save(state: WatchdogState, path: Path | None = None) -> None:
+    write_atomic(path or state_path(), state.to_json(), mode=0o600)

@@ -1,0 +1,161 @@
+"""Things that must not turn into loops or double actions: port conflicts, flapping agents,
+overlapping runs, a run killed half-way."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Fleetctl
+from http_receiver import Receiver
+from test_watchdog_support import WatchdogFleet, kill_tree, wait_for
+
+
+@pytest.fixture
+def wfleet(fleetctl: Fleetctl, tmp_path: Path) -> WatchdogFleet:
+    return WatchdogFleet(fleetctl, tmp_path)
+
+
+LISTENER = """
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("ready", flush=True); time.sleep(600)
+"""
+
+
+def test_foreign_port_holder_escalates_once_and_holds(wfleet: WatchdogFleet) -> None:
+    port = wfleet.agent("porty", burst=2)
+    wfleet.webhook()
+    wfleet.install()
+    wfleet.fc("stop", "porty", "--profiles", str(wfleet.dir))
+    foreign = subprocess.Popen([*wfleet.fc.manager.nsenter_argv(), sys.executable, "-c", LISTENER, str(port)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert foreign.stdout is not None and foreign.stdout.readline().strip() == "ready"
+        wfleet.fc("start", "porty", "--profiles", str(wfleet.dir))
+        wfleet.wait_state("porty", "failed")  # "address already in use", restarts used up
+        with Receiver() as rx:
+            first = wfleet.watchdog(codes=(2,), env={"WD_TEST_WEBHOOK": rx.url + "/hook"})
+            restarts = wfleet.unit("porty").n_restarts
+            second = wfleet.watchdog(codes=(2,), env={"WD_TEST_WEBHOOK": rx.url + "/hook"})
+            (rec,) = wfleet.incidents("porty")
+            assert (rec["action"], rec["escalated"]) == ("escalate", True), rec
+            assert f"port {port} is held by another program" in rec["detail"] and "python" in rec["detail"]
+            assert "alert sent to test" in rec["detail"]
+            assert "held since" in second.stdout and "ESCALATED" not in second.stdout, second.stdout
+            assert "ESCALATED porty" in first.stdout
+            assert len(rx.requests) == 1 and rx.requests[0].json()["agent"] == "porty"
+            unit = wfleet.unit("porty")
+            assert unit.n_restarts == restarts and unit.active_state == "failed"  # no restart loop
+    finally:
+        kill_tree(foreign)
+
+    # The human frees the port and acknowledges: the next run fixes it.
+    out = wfleet.cli("ack", "porty")
+    assert out.returncode == 0 and "hold cleared" in out.stdout, out
+    wfleet.watchdog()
+    last = wfleet.incidents("porty")[-1]
+    assert (last["action"], last["verification"]) == ("restart", "healthy"), last
+    assert wfleet.healthy("porty")
+
+
+def test_stale_copy_of_the_agent_on_its_port_is_killed_and_replaced(wfleet: WatchdogFleet) -> None:
+    port = wfleet.agent("stale", burst=2)
+    wfleet.install()
+    wfleet.fc("stop", "stale", "--profiles", str(wfleet.dir))
+    argv = [sys.executable, "-m", "fleetctl.demo_agent", "--name", "stale", "--port", str(port)]
+    copy = subprocess.Popen([*wfleet.fc.manager.nsenter_argv(), *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: wfleet.healthy("stale"), 20, "the stale copy to listen")
+        wfleet.fc("start", "stale", "--profiles", str(wfleet.dir))
+        wfleet.wait_state("stale", "failed")
+        wfleet.watchdog()
+        (rec,) = wfleet.incidents("stale")
+        assert (rec["action"], rec["verification"]) == ("kill_stale", "healthy"), rec
+        assert "killed stale copy pid" in rec["detail"] and "-m fleetctl.demo_agent" in rec["detail"]
+        assert copy.wait(timeout=10) == 0  # it went on SIGTERM, cleanly
+        assert wfleet.unit("stale").active_state == "active" and wfleet.healthy("stale")
+    finally:
+        kill_tree(copy)
+
+
+def test_flapping_agent_backs_off_then_is_held_with_one_escalation(wfleet: WatchdogFleet) -> None:
+    # Dies 5 s after every start; only the watchdog restarts it. Backoff 5 s, then 10 s.
+    wfleet.agent("flappy", config={"exit_after": 5}, policy="no", delay=5, max_per_hour=2, grace=2)
+    # Dies 1 s after every start and systemd restarts it: its restarts count (NRestarts steps).
+    wfleet.agent("crashy", config={"exit_after": 1}, delay=0.5, burst=1000, max_per_hour=2, grace=1)
+    wfleet.webhook()
+    wfleet.install()
+    with Receiver() as rx:
+        env = {"WD_TEST_WEBHOOK": rx.url + "/hook"}
+        for expected in ("restart", "restart", "backoff", "flap_hold"):
+            if expected != "backoff":
+                wfleet.wait_backoff("flappy")
+            wfleet.wait_state("flappy", "failed", timeout=20)
+            wfleet.watchdog(codes=(0, 2), env=env)
+            assert wfleet.incidents("flappy")[-1]["action"] == expected, wfleet.incidents("flappy")[-1]
+        wfleet.watchdog(codes=(2,), env=env)  # held: nothing more happens
+
+        records = wfleet.incidents("flappy")
+        assert [r["action"] for r in records] == ["restart", "restart", "backoff", "flap_hold"]
+        assert [r["verification"] for r in records] == ["healthy", "healthy", "waiting", "held"]
+        assert "flapping: 3 restarts in the last hour (limit 2)" in records[-1]["detail"]
+        assert sum(r["escalated"] for r in records) == 1
+
+        crashy = wfleet.incidents("crashy")
+        assert crashy[-1]["action"] == "flap_hold" and sum(r["escalated"] for r in crashy) == 1, crashy
+        assert "restarts in the last hour (limit 2); unit stopped" in crashy[-1]["detail"]
+        assert sorted(r.json()["agent"] for r in rx.requests) == ["crashy", "flappy"]
+    assert wfleet.unit("flappy").active_state == "failed"  # dead and left dead
+    assert wfleet.unit("crashy").active_state == "inactive"  # stopped: systemd restarts it no more
+    for agent in ("flappy", "crashy"):
+        assert wfleet.state(agent)["held"]["reason"].startswith("flapping")
+
+
+def test_overlapping_runs_one_acts_one_exits_75(wfleet: WatchdogFleet) -> None:
+    wfleet.agent("hung")
+    wfleet.install()
+    wfleet.wait_past_grace("hung")
+    wfleet.signal("hung", signal.SIGSTOP)
+    procs = [wfleet.popen_watchdog() for _ in range(2)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 75], results
+    loser = next(r for r in results if r[0] == 75)
+    assert "already running" in loser[2] and loser[1] == "", loser
+    (rec,) = wfleet.incidents("hung")
+    assert rec["action"] == "restart" and len(wfleet.state("hung")["watchdog_restarts"]) == 1
+    assert wfleet.healthy("hung")
+
+
+def test_killed_run_leaves_readable_state_and_next_run_works(wfleet: WatchdogFleet) -> None:
+    wfleet.agent("hung")
+    wfleet.install()
+    wfleet.wait_past_grace("hung")
+    wfleet.signal("hung", signal.SIGSTOP)
+    proc = wfleet.popen_watchdog()
+    state = wfleet.state_dir / "watchdog-state.json"
+
+    def restarting() -> bool:  # the restart is counted (and saved) just before it is made
+        try:
+            return bool(json.loads(state.read_text())["agents"]["hung"]["watchdog_restarts"])
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(restarting, 30, "the watchdog to start restarting")
+    kill_tree(proc)
+    time.sleep(0.5)
+
+    wfleet.watchdog(codes=(0,))
+    assert json.loads(state.read_text())["version"] == 1
+    out = wfleet.cli("incidents", "--json")
+    assert out.returncode == 0, out.stderr
+    json.loads(out.stdout)
+    wait_for(lambda: wfleet.healthy("hung"), 20, "healthy after the interrupted fix")
+    assert json.loads((wfleet.state_dir / "watchdog.heartbeat.json").read_text())["ok"] is True
+

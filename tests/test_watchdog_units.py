@@ -1,0 +1,177 @@
+"""Watchdog pieces without systemd: backoff math, flap counting, state crash-safety, the incident
+log's rotation, failure classification."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetctl.cli_watchdog import parse_since
+from fleetctl.healing import backoff, incidents, state
+from fleetctl.healing.observe import classify
+from fleetctl.health import HealthResult
+from fleetctl.profiles import load_fleet
+from fleetctl.systemd import UnitInfo
+
+NOW = 1_800_000_000.0
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff.backoff_delay(n, 5) for n in range(5)] == [0, 5, 10, 20, 40]
+    assert backoff.backoff_delay(30, 5) == backoff.MAX_BACKOFF
+    assert backoff.backoff_delay(3, 5, cap=12) == 12
+    assert backoff.backoff_delay(10**6, 1) == backoff.MAX_BACKOFF  # no float overflow
+
+
+def test_restart_bookkeeping_and_reset_after_a_healthy_hour() -> None:
+    a = state.AgentState()
+    backoff.note_restart(a, 5, NOW)
+    backoff.note_restart(a, 5, NOW + 1)
+    assert a.consecutive == 2 and a.backoff_until == NOW + 1 + 10
+    assert backoff.in_backoff(a, NOW + 5) and not backoff.in_backoff(a, NOW + 12)
+    backoff.note_healthy(a, uptime=3599, now=NOW + 20)
+    assert a.consecutive == 2  # not yet a healthy hour
+    backoff.note_healthy(a, uptime=3600, now=NOW + 3700)
+    assert (a.consecutive, a.backoff_until, a.watchdog_restarts) == (0, None, [])
+
+
+def test_flap_counting_includes_systemd_restarts_and_forgets_after_an_hour() -> None:
+    a = state.AgentState()
+    assert backoff.observe_n_restarts(a, 7, NOW) == 0  # first sight: no history to date
+    assert backoff.observe_n_restarts(a, 9, NOW + 10) == 2
+    backoff.note_restart(a, 1, NOW + 20)
+    assert backoff.restarts_last_hour(a, NOW + 30) == 3
+    assert backoff.would_flap(a, 3, NOW + 30, planned=1) and not backoff.would_flap(a, 3, NOW + 30)
+    # Our own RestartUnit flushes NRestarts: a smaller number is a fresh count.
+    assert backoff.observe_n_restarts(a, 1, NOW + 40) == 1
+    assert backoff.restarts_last_hour(a, NOW + 40) == 4
+    assert backoff.restarts_last_hour(a, NOW + 40 + 3600) == 0
+
+
+def test_state_round_trip_and_corrupt_file_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    s = state.WatchdogState()
+    s.agent("coder").held = state.Hold(NOW, "port taken")
+    s.agent("coder").credentials_index = 1
+    state.save(s, path)
+    loaded, problem = state.load(path)
+    assert problem is None and loaded.agents["coder"].held == state.Hold(NOW, "port taken")
+    assert loaded.agents["coder"].credentials_index == 1 and oct(path.stat().st_mode & 0o777) == "0o600"
+
+    path.write_text('{"version": 1, "agents": {"coder": {"held": {"since": "x"}}}}')
+    fresh, problem = state.load(path)
+    assert fresh.agents == {} and problem and "moved to" in problem
+    assert not path.exists() and list(tmp_path.glob("s.json.corrupt-*"))
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from fleetctl.healing import state
+s = state.WatchdogState()
+i = 0
+while True:
+    i += 1
+    a = s.agent(f"agent{i % 50}")
+    a.watchdog_restarts.append(float(i)); a.consecutive = i
+    state.save(s, Path(sys.argv[1]))
+"""
+
+
+def test_state_file_survives_sigkill_at_any_point(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    rng = random.Random(4)
+    for _ in range(10):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+        time.sleep(0.25 + rng.random() * 0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        loaded, problem = state.load(path)
+        assert problem is None, problem
+        assert loaded.agents, "some state was written"
+
+
+def test_incident_log_rotates_by_size_and_reads_across_files(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.jsonl"
+    for i in range(100):
+        incidents.append({"ts": NOW + i, "agent": f"a{i % 2}", "n": i}, path, max_bytes=1500, keep=2)
+    assert path.with_name("incidents.jsonl.2").exists() and not path.with_name("incidents.jsonl.3").exists()
+    assert all(p.stat().st_size <= 1500 for p in tmp_path.iterdir())
+    got = incidents.read(path, keep=2)
+    ns = [r["n"] for r in got]
+    assert ns == sorted(ns) and ns[-1] == 99 and ns[0] > 0  # oldest dropped, order kept
+    assert [r["n"] for r in incidents.read(path, agent="a1", since=NOW + 90, keep=2)] == [91, 93, 95, 97, 99]
+
+
+def test_incident_log_survives_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.jsonl"
+    incidents.append({"ts": NOW, "agent": "a", "n": 1}, path)
+    with path.open("ab") as f:
+        f.write(b'{"ts": 18000, "agent": "a", "n"')  # a write cut short by a crash
+    incidents.append({"ts": NOW + 1, "agent": "a", "n": 2}, path)
+    assert [r["n"] for r in incidents.read(path)] == [1, 2]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_since_accepts_relative_and_iso_times() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert parse_since("2h", now) == now.timestamp() - 7200
+    assert parse_since("30m", now) == now.timestamp() - 1800
+    assert parse_since("2026-01-02T10:00", now) == now.timestamp() - 7200
+    assert parse_since("2026-01-02T10:00:00Z", now) == now.timestamp() - 7200
+    import click
+
+    with pytest.raises(click.BadParameter):
+        parse_since("yesterday", now)
+
+
+def _unit(**kw: object) -> UnitInfo:
+    base = dict(name="fleet-a.service", load_state="loaded", active_state="active", sub_state="running",
+                result="success", main_pid=10, n_restarts=0, exec_main_status=0, exec_main_code=0,
+                active_enter_timestamp=int((NOW - 100) * 1e6), inactive_enter_timestamp=0,
+                state_change_timestamp=int((NOW - 100) * 1e6), memory_current=None, fragment_path="",
+                unit_file_state="enabled", need_daemon_reload=False, invocation_id="ab")
+    return UnitInfo(**{**base, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("unit", "health", "status"),
+    [
+        ({}, True, "healthy"),
+        ({}, False, "failing"),
+        ({"active_enter_timestamp": int((NOW - 5) * 1e6)}, False, "starting"),  # in its grace
+        ({"active_state": "failed", "result": "exit-code", "exec_main_code": 1, "exec_main_status": 78},
+         None, "failing"),
+        ({"active_state": "activating", "sub_state": "auto-restart"}, None, "restarting"),
+        ({"active_state": "inactive", "sub_state": "dead"}, None, "stopped"),
+        ({"active_state": "inactive", "sub_state": "dead", "result": "signal"}, None, "failing"),
+        ({"load_state": "not-found", "active_state": "inactive"}, None, "not-installed"),
+    ],
+)
+def test_classify(tmp_path: Path, unit: dict[str, object], health: bool | None, status: str) -> None:
+    (tmp_path / "a.toml").write_text('command = ["/bin/true"]\nport = 40000\n[health]\nstartup_grace = 30\n')
+    p = load_fleet(tmp_path).get("a")
+    h = None if health is None else HealthResult(health, 200, 1.0, None if health else "HTTP 500")
+    assert classify(p, _unit(**unit), h, NOW)[0] == status
+
+
+def test_heartbeat_shape() -> None:
+    from fleetctl.healing.run import RunReport
+
+    r = RunReport(time=NOW, duration=1.234, agents_checked=3)
+    r.records.append({"action": "restart", "verification": "healthy"})
+    hb = r.heartbeat()
+    assert hb["ok"] is True and hb["actions"] == 1 and hb["agents_checked"] == 3
+    json.dumps(r.to_dict())
+    r.held.append("qa")
+    assert r.heartbeat()["ok"] is False
