@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from usermanager import UserManager  # noqa: E402
+from usermanager import UserManager, free_port  # noqa: E402
 
 import fleetctl.cli  # noqa: E402
 from fleetctl.health import probe  # noqa: E402
@@ -50,19 +49,6 @@ max_restarts_per_hour = 100
 file = "config.json"
 """
 
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nobody listens on now, never the same one twice (the kernel may repeat itself)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 class Bed:

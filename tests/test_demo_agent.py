@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from usermanager import free_port
 
 from fleetctl import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 
-
-def free_port() -> int:
-    # Port 0 lets the kernel choose; other test runs share this host, so nothing is hard-coded.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:

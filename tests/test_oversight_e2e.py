@@ -5,7 +5,6 @@ coordinator's real inbox."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -16,15 +15,10 @@ import httpx
 from conftest import Fleetctl
 from http_receiver import Receiver
 from prometheus_client.parser import text_string_to_metric_families
+from usermanager import free_port
 
 from fleetctl.configs.store import Store
 from fleetctl.locks import file_lock
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(fleetctl: Fleetctl, *args: str) -> CompletedProcess[str]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM, Reply
+from usermanager import free_port
 
 from fleetctl import paths
 from fleetctl.oversight.review import build_prompt, parse_verdict, review
@@ -17,11 +17,6 @@ from fleetctl.profiles import Fleet, FleetSettings, Profile, load_fleet
 
 CANARY = "canary-coordinator-secret-9f8e7d"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(

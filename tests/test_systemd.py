@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from jeepney import DBusAddress, new_method_call
 from jeepney.low_level import MessageFlag
-from usermanager import UserManager
+from usermanager import UserManager, free_port
 
 from fleetctl import dbus, systemd
 from fleetctl.errors import FleetError
@@ -80,13 +80,6 @@ def _reset_failed_quietly(sd: SystemdManager, name: str) -> None:
     except FleetError:
         pass  # already unloaded: nothing left to reset
 
-
-def free_port() -> int:
-    # Other engineers run tests on this machine at the same time: never hard-code a port.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Fleetctl
+from usermanager import free_port
 
 WD_MODULE = "fleetctl"
 
@@ -42,19 +42,6 @@ stop_timeout = 5
 file = "config.json"
 """
 
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A port nobody listens on now, never the same one twice (the kernel may repeat itself)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def children(pid: int) -> list[int]:

@@ -251,6 +251,26 @@ class UserManager:
             return "(no log)"
 
 
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now, never the same one twice in this process.
+
+    The test managers share the host's network namespace with every other test run, so tests
+    never use fixed ports; the kernel may hand out a just-released port again, hence the set.
+    """
+    import socket
+
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
 def _shell_quote(s: str) -> str:
     return "'" + s.replace("'", "'\"'\"'") + "'"
 
