@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,15 @@ class Fleetctl:
             )
         return proc
 
+    def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """Start fleetctl in the background, in its own session: os.killpg(p.pid, ...) reaches
+        the fleetctl that nsenter forked (nsenter passes no signal on)."""
+        return subprocess.Popen(
+            [*self.manager.nsenter_argv(), sys.executable, "-m", "fleetctl", *args],
+            env={**self.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+
     def systemd(self):  # type: ignore[no-untyped-def]
         """An in-process D-Bus client on the test manager's user bus."""
         from fleetctl.systemd import SystemdManager
@@ -104,3 +115,14 @@ def example_profiles(tmp_path: Path) -> Path:
     dest = tmp_path / "profiles"
     shutil.copytree(REPO / "profiles", dest, ignore=shutil.ignore_patterns("examples"))
     return dest
+
+
+def wait_for(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll until pred() is truthy and return its value; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

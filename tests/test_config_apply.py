@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,24 +117,7 @@ def test_apply_killed_mid_verification_leaves_a_whole_version(
     profiles, cfg = agent
     new = tmp_path / "new.json"
     new.write_text('{"greeting": "v2"}\n')
-    proc = subprocess.Popen(
-        [
-            *fleetctl.manager.nsenter_argv(),
-            sys.executable,
-            "-m",
-            "fleetctl",
-            "config",
-            "apply",
-            "solo",
-            str(new),
-            "--profiles",
-            str(profiles),
-        ],
-        env=fleetctl.env,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = fleetctl.spawn("config", "apply", "solo", str(new), "--profiles", str(profiles))
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the new version is written and verification runs
         if "restarting and verifying" in line:
@@ -160,27 +141,7 @@ def test_two_applies_at_once_one_is_refused(
         f = tmp_path / f"v{i}.json"
         f.write_text(json.dumps({"greeting": f"v{i}"}))
         files.append(f)
-    procs = [
-        subprocess.Popen(
-            [
-                *fleetctl.manager.nsenter_argv(),
-                sys.executable,
-                "-m",
-                "fleetctl",
-                "config",
-                "apply",
-                "solo",
-                str(f),
-                "--profiles",
-                str(profiles),
-            ],
-            env=fleetctl.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for f in files
-    ]
+    procs = [fleetctl.spawn("config", "apply", "solo", str(f), "--profiles", str(profiles)) for f in files]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     codes = sorted(r[2] for r in results)
     assert codes == [0, 75], results

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from conftest import Fleetctl
+from conftest import Fleetctl, wait_for
 
 AGENTS = ["coordinator", "coder", "deployer", "qa", "researcher", "reviewer"]
 
@@ -20,15 +19,6 @@ def status(fleetctl: Fleetctl, profiles: Path) -> dict[str, dict]:
     assert doc["version"] == 1
     return {row["agent"]: row for row in doc["agents"]}
 
-
-def wait_for(pred, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profiles: Path) -> None:

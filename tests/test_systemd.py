@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from jeepney import DBusAddress, new_method_call
 from jeepney.low_level import MessageFlag
 from usermanager import UserManager, free_port
@@ -80,14 +81,6 @@ def _reset_failed_quietly(sd: SystemdManager, name: str) -> None:
     except FleetError:
         pass  # already unloaded: nothing left to reset
 
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def http_ok(port: int) -> bool:

@@ -13,11 +13,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conftest import Fleetctl
+from conftest import Fleetctl, wait_for  # noqa: F401  (re-exported)
 from usermanager import free_port
 
 WD_MODULE = "fleetctl"
@@ -56,15 +56,6 @@ def kill_tree(proc: subprocess.Popen[Any]) -> None:
     proc.kill()
     proc.wait()
 
-
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class WatchdogFleet:
@@ -128,10 +119,7 @@ class WatchdogFleet:
         return proc
 
     def popen_watchdog(self, **env: str) -> subprocess.Popen[str]:
-        argv = [*self.fc.manager.nsenter_argv(), sys.executable, "-m", WD_MODULE, "watchdog",
-                "--profiles", str(self.dir)]
-        return subprocess.Popen(argv, env={**self.fc.env, **env}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return self.fc.spawn("watchdog", "--profiles", str(self.dir), **env)
 
     def signal(self, name: str, sig: int) -> None:
         with self.fc.systemd() as mgr:
