@@ -31,11 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from usermanager import UserManager, free_port  # noqa: E402
 
-import fleetctl.cli  # noqa: E402
-from fleetctl.health import probe  # noqa: E402
-from fleetctl.systemd import SystemdManager  # noqa: E402
+from fleetctl.probes.health import probe  # noqa: E402
+from fleetctl.systemd.manager import SystemdManager  # noqa: E402
 
-MODULE = "fleetctl" if "watchdog" in fleetctl.cli.main.commands else "fleetctl.cli_watchdog"
+MODULE = "fleetctl"
 FLEET = """[defaults]
 command = ["{python}", "-m", "fleetctl.demo_agent"]
 [defaults.health]
@@ -48,7 +47,6 @@ max_restarts_per_hour = 100
 [defaults.config]
 file = "config.json"
 """
-
 
 
 class Bed:
@@ -122,9 +120,12 @@ def scheduler(bed: Bed, every: float, stop: threading.Event) -> None:
 
 
 def mttr(bed: Bed, trials: int, every: float) -> list[str]:
-    kinds = {"crash": "SIGKILL; systemd restarts it (Restart=on-failure)",
-             "crashno": "SIGKILL, Restart=no: the watchdog restarts it",
-             "hang": "SIGSTOP", "badcfg": "corrupt config + SIGKILL: exit 78, last-known-good restored"}
+    kinds = {
+        "crash": "SIGKILL; systemd restarts it (Restart=on-failure)",
+        "crashno": "SIGKILL, Restart=no: the watchdog restarts it",
+        "hang": "SIGSTOP",
+        "badcfg": "corrupt config + SIGKILL: exit 78, last-known-good restored",
+    }
     names = [f"{k}{i}" for k in kinds for i in range(trials)]
     bed.fleet(names, 1.0, 3, {n: "no" for n in names if n.startswith("crashno")})
     for n in names:
@@ -155,10 +156,16 @@ def mttr(bed: Bed, trials: int, every: float) -> list[str]:
     finally:
         stop.set()
         th.join(timeout=120)
-    rows = [f"| {kind} ({what}) | {statistics.mean(r):.1f} s | {min(r):.1f} s | {max(r):.1f} s |"
-            for (kind, what), r in ((kw, results[kw[0]]) for kw in kinds.items())]
-    return [f"{trials} trials each; watchdog every {every:g} s; health timeout 1 s, start-up grace 3 s\n",
-            "| fault | mean time to recovery | min | max |", "| --- | ---: | ---: | ---: |", *rows]
+    rows = [
+        f"| {kind} ({what}) | {statistics.mean(r):.1f} s | {min(r):.1f} s | {max(r):.1f} s |"
+        for (kind, what), r in ((kw, results[kw[0]]) for kw in kinds.items())
+    ]
+    return [
+        f"{trials} trials each; watchdog every {every:g} s; health timeout 1 s, start-up grace 3 s\n",
+        "| fault | mean time to recovery | min | max |",
+        "| --- | ---: | ---: | ---: |",
+        *rows,
+    ]
 
 
 def main() -> int:

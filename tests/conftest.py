@@ -77,13 +77,16 @@ class Fleetctl:
         the fleetctl that nsenter forked (nsenter passes no signal on)."""
         return subprocess.Popen(
             [*self.manager.nsenter_argv(), sys.executable, "-m", "fleetctl", *args],
-            env={**self.env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,
         )
 
     def systemd(self):  # type: ignore[no-untyped-def]
         """An in-process D-Bus client on the test manager's user bus."""
-        from fleetctl.systemd import SystemdManager
+        from fleetctl.systemd.manager import SystemdManager
 
         return SystemdManager(address=self.manager.bus_address)
 

@@ -420,7 +420,7 @@ def test_state_file_is_private_and_versioned(rx: Receiver, tmp_path: Path) -> No
 
 
 def test_invalid_channels_refuse_to_dispatch(rx: Receiver, tmp_path: Path) -> None:
-    from fleetctl.errors import FleetError
+    from fleetctl.common.errors import FleetError
 
     with pytest.raises(FleetError, match=r"alerts.channels\[0\]: url: secrets never go in fleet.toml"):
         run(

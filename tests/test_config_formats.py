@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from fleetctl.common.errors import FleetError
 from fleetctl.configs.formats import (
     ConfigInvalid,
     parse_config,
     run_validator,
     validate_schema,
 )
-from fleetctl.errors import FleetError
 
 PARSE_ERRORS = [
     # (format, file name, content, expected message after "coder: NAME: ")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from fleetctl.common.errors import FleetError, LockedError
 from fleetctl.configs.diff import unified_diff
 from fleetctl.configs.drift import capture_drift, detect_drift
 from fleetctl.configs.files import deploy, read_managed, recover, write_managed
 from fleetctl.configs.formats import ConfigInvalid
 from fleetctl.configs.store import JOURNAL, Store
-from fleetctl.errors import FleetError, LockedError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ from conftest import Fleetctl
 from test_watchdog_support import WatchdogFleet
 from usermanager import UserManager
 
-from fleetctl import cron
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
+from fleetctl.lifecycle import cron
 
 
 @pytest.fixture
@@ -26,13 +26,20 @@ def wfleet(fleetctl: Fleetctl, tmp_path: Path) -> WatchdogFleet:
 BLOCK = cron.BEGIN + b"\n* * * * * true\n" + cron.END + b"\n"
 # Bytes a text round trip would damage: Latin-1, a literal \% and trailing spaces. (No CR:
 # Debian's `crontab -l` itself prints a CR as the two characters "\r".)
-THEIRS = b"# mine \t\nMAILTO=\"\"\n*/7 * * * * echo caf\xe9 \\% done   \n\n# last\n"
+THEIRS = b'# mine \t\nMAILTO=""\n*/7 * * * * echo caf\xe9 \\% done   \n\n# last\n'
 
 
-@pytest.mark.parametrize(("minutes", "offset", "fields"), [
-    (15, 2, "2-59/15 * * * *"), (5, 0, "*/5 * * * *"), (1, 2, "*/1 * * * *"), (60, 2, "2 * * * *"),
-    (120, 0, "0 */2 * * *"), (1440, 3, "3 0 * * *"),
-])
+@pytest.mark.parametrize(
+    ("minutes", "offset", "fields"),
+    [
+        (15, 2, "2-59/15 * * * *"),
+        (5, 0, "*/5 * * * *"),
+        (1, 2, "*/1 * * * *"),
+        (60, 2, "2 * * * *"),
+        (120, 0, "0 */2 * * *"),
+        (1440, 3, "3 0 * * *"),
+    ],
+)
 def test_schedule(minutes: int, offset: int, fields: str) -> None:
     assert cron.schedule(minutes, offset) == fields
 
@@ -82,7 +89,7 @@ def test_rendered_lines_name_everything_cron_does_not_give(
 CRONTAB_OPS = r"""
 import base64, json, sys
 from pathlib import Path
-from fleetctl import cron
+from fleetctl.lifecycle import cron
 theirs = base64.b64decode(sys.argv[1])
 cron.write_crontab(theirs)
 out = {"read_back": cron.read_crontab() == theirs}
@@ -110,8 +117,14 @@ def test_real_crontab_round_trip_is_byte_exact(user_manager: UserManager, tmp_pa
     out = json.loads(proc.stdout)
     assert out["block"].count("\n") == 4 and "watchdog --profiles" in out["block"]
     assert {k: v for k, v in out.items() if k != "block"} == {
-        "read_back": True, "changed": True, "again": False, "stable": True, "kept": True,
-        "removed": True, "restored": True, "removed_again": False,
+        "read_back": True,
+        "changed": True,
+        "again": False,
+        "stable": True,
+        "kept": True,
+        "removed": True,
+        "restored": True,
+        "removed_again": False,
     }
 
 
@@ -119,8 +132,10 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
     m = wfleet.fc.manager
     wfleet.agent("cronned")
     wfleet.install()
-    install = ("from pathlib import Path; from fleetctl import cron; "
-               f"cron.install_block(15, 5, Path({str(wfleet.dir)!r}))")
+    install = (
+        "from pathlib import Path; from fleetctl.lifecycle import cron; "
+        f"cron.install_block(15, 5, Path({str(wfleet.dir)!r}))"
+    )
     assert m.run([sys.executable, "-c", install], env=wfleet.fc.env).returncode == 0
     try:
         listing = m.run(["crontab", "-l"], env=m.ns_env()).stdout
@@ -136,4 +151,5 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
         assert beat["ok"] is True and beat["agents_checked"] == 1
         assert "watchdog: checked 1 agents" in (wfleet.state_dir / "cron.log").read_text()
     finally:
-        m.run([sys.executable, "-c", "from fleetctl import cron; cron.remove_block()"], env=wfleet.fc.env)
+        remove = "from fleetctl.lifecycle import cron; cron.remove_block()"
+        m.run([sys.executable, "-c", remove], env=wfleet.fc.env)

@@ -22,7 +22,6 @@ from fleetctl import __version__
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from fake_llm import FakeLLM, Reply
 
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose, providers_from_env
 from fleetctl.diagnosis.incident import Incident
 from fleetctl.diagnosis.providers import AnthropicProvider, GroqProvider, Provider, parse_retry_after
 from fleetctl.diagnosis.redact import Redactor, read_env_file
-from fleetctl.errors import FleetError
 
 INCIDENT = Incident(
     agent="scout",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.redact import REDACTED, Redactor, read_env_file
-from fleetctl.errors import FleetError
 
 R = Redactor()
 

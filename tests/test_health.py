@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from test_demo_agent import REPO, DemoAgent, free_port
 
-from fleetctl.health import HealthResult, probe, probe_many, wait_healthy
+from fleetctl.probes.health import HealthResult, probe, probe_many, wait_healthy
 
 
 class _StatusHandler(BaseHTTPRequestHandler):
@@ -178,7 +178,7 @@ def test_wait_healthy_cuts_the_last_try_to_the_deadline(hung: Callable[[], str])
 
 def test_importing_health_does_not_import_httpx() -> None:
     # `fleetctl status` has 300 ms including start-up; commands that never probe must not pay.
-    code = "import sys, fleetctl.health; print('httpx' in sys.modules)"
+    code = "import sys, fleetctl.probes.health; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -20,7 +20,6 @@ def status(fleetctl: Fleetctl, profiles: Path) -> dict[str, dict]:
     return {row["agent"]: row for row in doc["agents"]}
 
 
-
 def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profiles: Path) -> None:
     home = fleetctl.manager.home
     dry = fleetctl("install", str(example_profiles), "--dry-run")
@@ -99,8 +98,9 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
 
     # uninstall: no unit, no enablement symlink; workspaces stay without --purge.
     (home / ".config/systemd/user/mine.service").write_text("[Service]\nExecStart=/bin/true\n")
-    fleetctl.manager.run(["sh", "-c", "(crontab -l; echo '0 3 * * * /usr/bin/backup') | crontab -"],
-                         env=fleetctl.env)
+    fleetctl.manager.run(
+        ["sh", "-c", "(crontab -l; echo '0 3 * * * /usr/bin/backup') | crontab -"], env=fleetctl.env
+    )
     fleetctl("uninstall")
     crontab = fleetctl.manager.run(["crontab", "-l"], env=fleetctl.env).stdout
     assert "fleetctl" not in crontab and "0 3 * * * /usr/bin/backup" in crontab  # only our block went

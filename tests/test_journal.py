@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from usermanager import UserManager
 
-from fleetctl.journal import JournalTail, follow_argv, journal_readable, tail
+from fleetctl.systemd.journal import JournalTail, follow_argv, journal_readable, tail
 
 REPO = Path(__file__).resolve().parent.parent
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d ")
@@ -31,7 +31,7 @@ def ns_tail(manager: UserManager, unit: str, lines: int, log_file: Path | None =
     log_expr = f"Path({str(log_file)!r})" if log_file else "None"
     got = in_namespace(
         manager,
-        "import json; from pathlib import Path; from fleetctl.journal import tail; "
+        "import json; from pathlib import Path; from fleetctl.systemd.journal import tail; "
         f"t = tail({unit!r}, {lines}, {log_expr}); print(json.dumps([t.lines, t.source]))",
     )
     return JournalTail(got[0], got[1])
@@ -131,7 +131,8 @@ def test_follow_argv() -> None:
 def test_journal_readable_in_namespace(user_manager: UserManager) -> None:
     ok, text = in_namespace(
         user_manager,
-        "import json; from fleetctl.journal import journal_readable; print(json.dumps(journal_readable()))",
+        "import json; from fleetctl.systemd.journal import journal_readable; "
+        "print(json.dumps(journal_readable()))",
     )
     assert ok is True and text.startswith("journal readable"), text
     if not Path("/var/log/journal").is_dir():

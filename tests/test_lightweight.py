@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 
-from fleetctl import paths
+from fleetctl.common import paths
 
 STATUS_PATH = """
 import sys
 from click.testing import CliRunner
-import fleetctl.cli, fleetctl.status, fleetctl.systemd, fleetctl.readiness, fleetctl.profiles
-from fleetctl.health import probe_many
+import fleetctl.cli, fleetctl.lifecycle.status, fleetctl.systemd.manager
+import fleetctl.lifecycle.readiness, fleetctl.fleet.profiles
+from fleetctl.probes.health import probe_many
 probe_many([("a", "http://127.0.0.1:9/health", 0.2, 200)])
 heavy = sorted(m for m in ("groq", "anthropic", "httpx", "jsonschema", "json5") if m in sys.modules)
 print(",".join(heavy))

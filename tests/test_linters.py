@@ -12,10 +12,14 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.parametrize("argv", [
-    ["ruff", "check", "fleetctl", "tests", "bench"],
-    [sys.executable, "-m", "mypy", "fleetctl"],
-], ids=["ruff", "mypy"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ruff", "check", "fleetctl", "tests", "bench"],
+        [sys.executable, "-m", "mypy", "fleetctl"],
+    ],
+    ids=["ruff", "mypy"],
+)
 def test_linter(argv: list[str]) -> None:
     if shutil.which(argv[0]) is None and argv[0] != sys.executable:
         pytest.skip(f"{argv[0]} not installed (pip install '.[test]')")

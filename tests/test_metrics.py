@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetctl.errors import FleetError
-from fleetctl.metrics import AgentMetrics, FleetMetrics, render, write_metrics
+from fleetctl.common.errors import FleetError
+from fleetctl.oversight.metrics import AgentMetrics, FleetMetrics, render, write_metrics
 
 SAMPLES = FleetMetrics(
     agents=[

@@ -15,21 +15,22 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetctl import manifest, paths
+from fleetctl.common import paths
 from fleetctl.configs.store import Store
-from fleetctl.demo_agent_server import Agent, make_server
-from fleetctl.install import GENERATED_MARK, make_plan
-from fleetctl.metrics import render
+from fleetctl.demo_agent.server import Agent, make_server
+from fleetctl.fleet.profiles import Fleet, load_fleet
+from fleetctl.lifecycle import manifest
+from fleetctl.lifecycle.install import GENERATED_MARK, make_plan
+from fleetctl.lifecycle.status import AgentStatus
 from fleetctl.oversight import heartbeat, metricsfile, staleness, staleness_lines, usage, usercheck
 from fleetctl.oversight.agents import agent_down
 from fleetctl.oversight.drift import config_drift, first_difference
+from fleetctl.oversight.metrics import render
 from fleetctl.oversight.model import CheckError, Findings, Violation
 from fleetctl.oversight.notify import append_bulletin, bulletin_line
 from fleetctl.oversight.secrets import agent_mask, alert_secrets, alerts_env_file
 from fleetctl.oversight.state import OversightState
-from fleetctl.profiles import Fleet, load_fleet
-from fleetctl.render import Target
-from fleetctl.status import AgentStatus
+from fleetctl.systemd.render import Target
 
 NOW = 1_714_564_800.0
 
@@ -58,9 +59,21 @@ def row(
     agent: str, active: str = "active", sub: str = "running", health: str = "ok", **kw: object
 ) -> AgentStatus:
     base: dict[str, object] = dict(
-        agent=agent, unit=f"fleet-{agent}.service", load_state="loaded", active_state=active, sub_state=sub,
-        main_pid=42, port=48000, health=health, health_detail="12ms", health_latency_ms=12.0, restarts=0,
-        uptime_seconds=10.0, memory_bytes=1 << 20, result="success", exec_main_status=0,
+        agent=agent,
+        unit=f"fleet-{agent}.service",
+        load_state="loaded",
+        active_state=active,
+        sub_state=sub,
+        main_pid=42,
+        port=48000,
+        health=health,
+        health_detail="12ms",
+        health_latency_ms=12.0,
+        restarts=0,
+        uptime_seconds=10.0,
+        memory_bytes=1 << 20,
+        result="success",
+        exec_main_status=0,
         active_enter_timestamp=1,
     )
     return AgentStatus(**(base | kw))  # type: ignore[arg-type]
@@ -70,13 +83,15 @@ def row(
 
 
 def test_agent_down_for_inactive_failed_unhealthy_and_missing_units() -> None:
-    found = agent_down([
-        row("ok"),
-        row("stopped", "inactive", "dead", health="-"),
-        row("crashed", "failed", "failed", health="-", result="exit-code", exec_main_status=1),
-        row("sick", health="fail", health_detail="HTTP 503"),
-        row("gone", "inactive", "dead", health="-", load_state="not-found"),
-    ])
+    found = agent_down(
+        [
+            row("ok"),
+            row("stopped", "inactive", "dead", health="-"),
+            row("crashed", "failed", "failed", health="-", result="exit-code", exec_main_status=1),
+            row("sick", health="fail", health_detail="HTTP 503"),
+            row("gone", "inactive", "dead", health="-", load_state="not-found"),
+        ]
+    )
     by = {v.agent: v for v in found}
     assert sorted(by) == ["crashed", "gone", "sick", "stopped"]
     assert all(v.check == "agent-down" and v.severity == "critical" for v in found)
@@ -104,8 +119,13 @@ def test_staleness_fresh_old_missing_and_failed(home: Path, tmp_path: Path) -> N
     fleet = make_fleet(tmp_path, {"a": "port = 48001\n"}, "[watchdog]\ninterval_minutes = 10\n")
     # Not installed, never ran: nothing to expect yet.
     st = staleness(fleet, NOW)
-    assert st["watchdog"] == {"last_run": None, "ok": None, "stale": False, "interval_minutes": 10,
-                              "reason": "no run recorded (fleet not installed)"}
+    assert st["watchdog"] == {
+        "last_run": None,
+        "ok": None,
+        "stale": False,
+        "interval_minutes": 10,
+        "reason": "no run recorded (fleet not installed)",
+    }
     assert heartbeat.watchdog_violations(fleet, NOW) == []
 
     installed(NOW - 5 * 60)  # installed 5 minutes ago: the first run may still be coming
@@ -116,7 +136,12 @@ def test_staleness_fresh_old_missing_and_failed(home: Path, tmp_path: Path) -> N
 
     beat("watchdog", NOW - 19 * 60)  # within 2 x 10 minutes
     assert staleness(fleet, NOW)["watchdog"] | {"reason": ""} == {
-        "last_run": NOW - 19 * 60, "ok": True, "stale": False, "interval_minutes": 10, "reason": ""}
+        "last_run": NOW - 19 * 60,
+        "ok": True,
+        "stale": False,
+        "interval_minutes": 10,
+        "reason": "",
+    }
     beat("watchdog", NOW - 21 * 60)
     st = staleness(fleet, NOW)
     assert st["watchdog"]["stale"] and "last run 21m00s ago" in st["watchdog"]["reason"]
@@ -152,8 +177,9 @@ def test_staleness_fresh_old_missing_and_failed(home: Path, tmp_path: Path) -> N
 
 
 def test_hand_edited_config_is_drift_and_masks_nothing_it_should_not(home: Path, tmp_path: Path) -> None:
-    fleet = make_fleet(tmp_path, {"a": 'port = 48001\n[config]\nfile = "config.json"\n',
-                                  "b": "port = 48002\n"})
+    fleet = make_fleet(
+        tmp_path, {"a": 'port = 48001\n[config]\nfile = "config.json"\n', "b": "port = 48002\n"}
+    )
     cfg = home / "agents/a/config/config.json"
     cfg.parent.mkdir(parents=True)
     cfg.write_text('{"greeting": "hi"}\n')
@@ -195,7 +221,7 @@ def test_unit_file_edited_missing_or_orphaned_is_drift(home: Path, tmp_path: Pat
     (unit_dir / "fleet-old.service").write_text(GENERATED_MARK + " from profile old.toml\n[Service]\n")
     by = {v.agent: v for v in config_drift(fleet, target, {}).violations}
     assert sorted(by) == ["a", "b", "old"]
-    assert 'fleet-a.service differs from what a.toml renders: line' in by["a"].summary
+    assert "fleet-a.service differs from what a.toml renders: line" in by["a"].summary
     assert '"RestartSec=1" (profile renders "RestartSec=5")' in by["a"].summary
     assert by["a"].fix == "fleetctl install (puts the rendered unit back)"
     assert "fleet-b.service is not installed" in by["b"].summary
@@ -230,11 +256,14 @@ def demo() -> Iterator[tuple[Agent, int]]:
 
 def test_rate_limit_and_fallback_from_the_usage_endpoint(demo: tuple[Agent, int], tmp_path: Path) -> None:
     _, port = demo
-    fleet = make_fleet(tmp_path, {
-        "w": f'port = {port}\n[oversight]\nusage_path = "/usage"\n'
-             '[oversight.rate_limits]\ngroq = 30\nanthropic = 5\n',
-        "quiet": "port = 48002\n",  # no usage_path: never asked
-    })
+    fleet = make_fleet(
+        tmp_path,
+        {
+            "w": f'port = {port}\n[oversight]\nusage_path = "/usage"\n'
+            "[oversight.rate_limits]\ngroq = 30\nanthropic = 5\n",
+            "quiet": "port = 48002\n",  # no usage_path: never asked
+        },
+    )
     w = fleet.get("w")
     base = f"http://127.0.0.1:{port}"
     got = usage.fetch_all(fleet.profiles)
@@ -259,8 +288,12 @@ def test_rate_limit_and_fallback_from_the_usage_endpoint(demo: tuple[Agent, int]
 
 
 def test_usage_errors_are_reasons_not_zero(tmp_path: Path) -> None:
-    for bad in ([], {"providers": []}, {"providers": {"groq": {"requests_per_minute": "9"}}},
-                {"providers": {}, "fallback_active": "yes"}):
+    for bad in (
+        [],
+        {"providers": []},
+        {"providers": {"groq": {"requests_per_minute": "9"}}},
+        {"providers": {}, "fallback_active": "yes"},
+    ):
         with pytest.raises(ValueError):
             usage.parse_usage(bad)
     with socket.socket() as s:  # a port nothing listens on: connection refused
@@ -277,7 +310,10 @@ def test_usage_errors_are_reasons_not_zero(tmp_path: Path) -> None:
 
 def test_user_checks_fail_with_their_last_output_line(home: Path, tmp_path: Path) -> None:
     (home / "secrets.env").write_text("QUEUE_TOKEN=tok-very-secret-123\n")
-    fleet = make_fleet(tmp_path, {"w": """port = 48001
+    fleet = make_fleet(
+        tmp_path,
+        {
+            "w": """port = 48001
 secrets_file = "~/secrets.env"
 [[oversight.checks]]
 name = "queue"
@@ -296,7 +332,9 @@ command = ["/nonexistent/check"]
 [[oversight.checks]]
 name = "stdout-only"
 command = ["/bin/sh", "-c", "echo first; echo; echo 'last words'; exit 1"]
-"""})
+"""
+        },
+    )
     started = time.monotonic()
     found = usercheck.run_all(fleet.profiles, {"w": agent_mask(fleet.get("w"))})
     assert time.monotonic() - started < 3  # concurrent, and the slow one is cut at its timeout
@@ -330,9 +368,12 @@ def test_check_error_keeps_its_violations_open() -> None:
 
 
 def test_state_round_trip_and_corrupt_file_set_aside(tmp_path: Path) -> None:
-    s = OversightState(open={"rate-limit:w": Violation.of("rate-limit", "w", "groq 40")},
-                       first_seen={"rate-limit:w": NOW}, review_digest="d",
-                       review_violation=Violation.of("checklist", "c", "no"))
+    s = OversightState(
+        open={"rate-limit:w": Violation.of("rate-limit", "w", "groq 40")},
+        first_seen={"rate-limit:w": NOW},
+        review_digest="d",
+        review_violation=Violation.of("checklist", "c", "no"),
+    )
     s.save(tmp_path)
     assert (tmp_path / "oversight.json").stat().st_mode & 0o777 == 0o600
     back, problem = OversightState.load(tmp_path)
@@ -381,18 +422,26 @@ def test_alert_secrets_from_coordinator_file_alerts_env_then_environment(home: P
 def test_watchdog_actions_counted_tolerantly(tmp_path: Path) -> None:
     assert metricsfile.watchdog_actions(tmp_path / "none.jsonl") == {}
     log = tmp_path / "incidents.jsonl"
-    log.write_text("\n".join([
-        json.dumps({"agent": "w", "action": "restart", "time": 1}),
-        json.dumps({"agent": "w", "action": "escalate"}),
-        json.dumps({"agent": "c", "action": "restore_config"}),
-        json.dumps({"agent": "c", "action": "none"}),  # recorded, not acted on
-        "not json", "[1, 2]", json.dumps({"agent": "w"}),
-        '{"agent": "w", "action": "resta',  # torn last line
-    ]))
+    log.write_text(
+        "\n".join(
+            [
+                json.dumps({"agent": "w", "action": "restart", "time": 1}),
+                json.dumps({"agent": "w", "action": "escalate"}),
+                json.dumps({"agent": "c", "action": "restore_config"}),
+                json.dumps({"agent": "c", "action": "none"}),  # recorded, not acted on
+                "not json",
+                "[1, 2]",
+                json.dumps({"agent": "w"}),
+                '{"agent": "w", "action": "resta',  # torn last line
+            ]
+        )
+    )
     (tmp_path / "incidents.jsonl.1").write_text(json.dumps({"agent": "w", "action": "restart"}) + "\n")
     got = metricsfile.watchdog_actions(log)
     assert {a: dict(c) for a, c in got.items()} == {
-        "w": {"restart": 2, "escalate": 1}, "c": {"restore_config": 1}}
+        "w": {"restart": 2, "escalate": 1},
+        "c": {"restore_config": 1},
+    }
 
 
 def test_metrics_from_rows_parse_as_prometheus_text(home: Path) -> None:
@@ -408,8 +457,11 @@ def test_metrics_from_rows_parse_as_prometheus_text(home: Path) -> None:
     assert out == paths.state_dir() / "metrics" / "fleetctl.prom"
     text = out.read_text()
     assert text == render(samples)
-    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
-           for fam in text_string_to_metric_families(text) for s in fam.samples}
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
     assert got[("fleetctl_agent_up", (("agent", "w"),))] == 1
     assert got[("fleetctl_agent_up", (("agent", "down"),))] == 0
     assert got[("fleetctl_agent_health_latency_seconds", (("agent", "w"),))] == 0.012

@@ -17,8 +17,8 @@ from http_receiver import Receiver
 from prometheus_client.parser import text_string_to_metric_families
 from usermanager import free_port
 
+from fleetctl.common.locks import file_lock
 from fleetctl.configs.store import Store
-from fleetctl.locks import file_lock
 
 
 def cli(fleetctl: Fleetctl, *args: str) -> CompletedProcess[str]:
@@ -133,8 +133,14 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
 
         doc = oversee(fleetctl, profiles)
         by = {v["key"]: v for v in doc["violations"]}
-        expected = ["agent-down:spare", "config-drift:worker", "fallback-active:worker", "rate-limit:worker",
-                    "user-check:queue:worker", "watchdog-stale:"]
+        expected = [
+            "agent-down:spare",
+            "config-drift:worker",
+            "fallback-active:worker",
+            "rate-limit:worker",
+            "user-check:queue:worker",
+            "watchdog-stale:",
+        ]
         assert sorted(by) == expected and sorted(doc["new"]) == expected, doc
         assert by["agent-down:spare"]["severity"] == "critical"
         assert by["rate-limit:worker"]["summary"] == "groq 12 requests/min (limit 5)"
@@ -149,8 +155,13 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         assert sorted(hooks) == expected and len(hook.requests) == 6
         h = hooks["rate-limit:worker"]
         assert {k: h[k] for k in ("version", "source", "agent", "check", "severity", "state")} == {
-            "version": 1, "source": "fleetctl", "agent": "worker", "check": "rate-limit",
-            "severity": "warning", "state": "firing"}
+            "version": 1,
+            "source": "fleetctl",
+            "agent": "worker",
+            "check": "rate-limit",
+            "severity": "warning",
+            "state": "firing",
+        }
         assert h["title"] == "WARNING rate-limit on worker" and "Run: fleetctl logs worker" in h["text"]
         pushes = phone.wait_for(6)
         assert {r.path for r in pushes} == {"/fleet-test"}
@@ -177,9 +188,11 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         assert beat["ok"] is True and beat["time"] > time.time() - 60
 
         # staleness() as `fleetctl status` will show it.
-        probe = ("import json, sys; from fleetctl.profiles import load_fleet; "
-                 "from fleetctl.oversight import staleness; "
-                 "print(json.dumps(staleness(load_fleet(sys.argv[1]))))")
+        probe = (
+            "import json, sys; from fleetctl.fleet.profiles import load_fleet; "
+            "from fleetctl.oversight import staleness; "
+            "print(json.dumps(staleness(load_fleet(sys.argv[1]))))"
+        )
         proc = fleetctl.manager.run([sys.executable, "-c", probe, str(profiles)], env=fleetctl.env)
         st = json.loads(proc.stdout)
         assert st["watchdog"]["stale"] and "3h00m ago" in st["watchdog"]["reason"]
@@ -198,8 +211,9 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         lines = text.stdout.splitlines()
         assert lines[0].startswith("oversee: 3 agents in ")
         assert lines[0].endswith("6 open violation(s), 0 new, 0 resolved")
-        assert "      CRITICAL agent-down           spare        fleet-spare.service is inactive/dead" \
-            in lines
+        assert (
+            "      CRITICAL agent-down           spare        fleet-spare.service is inactive/dead" in lines
+        )
         assert "alerts: not re-sent (within dedup window): rate-limit:worker" in lines
 
         # Clear three, with the webhook receiver down: resolved messages wait in the outbox.
@@ -221,7 +235,8 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         assert sorted(r.header("Title") or "" for r in resolved_pushes) == [
             "RESOLVED fallback-active on worker (was warning)",
             "RESOLVED user-check:queue on worker (was warning)",
-            "RESOLVED watchdog-stale on fleet (was critical)"]
+            "RESOLVED watchdog-stale on fleet (was critical)",
+        ]
         assert sum("RESOLVED" in line for line in (state / "bulletin.md").read_text().splitlines()) == 3
 
         # Receiver back, and a new fallback episode: the outbox drains, the episode is news again.
@@ -231,8 +246,12 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         doc = oversee(fleetctl, profiles)
         assert doc["new"] == ["fallback-active:worker"] and doc["ok"], doc
         got = [(r.json()["key"], r.json()["state"]) for r in hook.wait_for(10)[6:]]
-        assert sorted(got) == [("fallback-active:worker", "firing"), ("fallback-active:worker", "resolved"),
-                               ("user-check:queue:worker", "resolved"), ("watchdog-stale:", "resolved")]
+        assert sorted(got) == [
+            ("fallback-active:worker", "firing"),
+            ("fallback-active:worker", "resolved"),
+            ("user-check:queue:worker", "resolved"),
+            ("watchdog-stale:", "resolved"),
+        ]
         # The outbox keeps order: the old episode's end before the new one's start.
         ended, begun = ("fallback-active:worker", "resolved"), ("fallback-active:worker", "firing")
         assert got.index(ended) < got.index(begun)
@@ -251,6 +270,9 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
         families = prom(out)
         samples = families["fleetctl_open_violations"].samples
         assert {(s.labels["agent"], s.labels["check"]) for s in samples} == {
-            ("spare", "agent-down"), ("worker", "config-drift"), ("worker", "rate-limit"),
-            ("worker", "fallback-active")}
+            ("spare", "agent-down"),
+            ("worker", "config-drift"),
+            ("worker", "rate-limit"),
+            ("worker", "fallback-active"),
+        }
         assert "fleetctl_watchdog_last_run_timestamp_seconds" in families

@@ -10,13 +10,12 @@ import pytest
 from fake_llm import FakeLLM, Reply
 from usermanager import free_port
 
-from fleetctl import paths
+from fleetctl.common import paths
+from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile, load_fleet
 from fleetctl.oversight.review import build_prompt, parse_verdict, review
 from fleetctl.oversight.run import oversee
-from fleetctl.profiles import Fleet, FleetSettings, Profile, load_fleet
 
 CANARY = "canary-coordinator-secret-9f8e7d"
-
 
 
 @pytest.mark.parametrize(
@@ -51,8 +50,9 @@ def coordinator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Profile:
     (tmp_path / "c.env").write_text(f"COORD_TOKEN={CANARY}\n")
     d = tmp_path / "profiles"
     d.mkdir()
-    (d / "c.toml").write_text('command = ["/bin/true"]\nport = 48001\nrole = "coordinator"\n'
-                              'secrets_file = "~/c.env"\n')
+    (d / "c.toml").write_text(
+        'command = ["/bin/true"]\nport = 48001\nrole = "coordinator"\nsecrets_file = "~/c.env"\n'
+    )
     return load_fleet(d).get("c")
 
 
@@ -64,8 +64,12 @@ def test_review_falls_back_redacts_and_caches_by_digest(coordinator: Profile, tm
     checklist.write_text("- every change is reviewed before it ships\n")
     with FakeLLM() as llm:
         llm.script("groq", Reply.garbage())
-        llm.script("anthropic", Reply.answer(json.dumps(
-            {"followed": False, "reason": f"shipped without review (token {CANARY})"})))
+        llm.script(
+            "anthropic",
+            Reply.answer(
+                json.dumps({"followed": False, "reason": f"shipped without review (token {CANARY})"})
+            ),
+        )
         found, digest = review(coordinator, checklist, LOG, llm.env(), "", None)
         [v] = found.violations
         assert (v.check, v.agent, v.severity) == ("checklist", "c", "warning")

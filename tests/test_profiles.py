@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from fleetctl.cli import main
-from fleetctl.errors import FleetError
-from fleetctl.newprofile import new_profile, next_port
-from fleetctl.profiles import ProfileErrors, load_fleet
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.new import new_profile, next_port
+from fleetctl.fleet.profiles import ProfileErrors, load_fleet
 
 EXAMPLE = Path(__file__).parent.parent / "profiles"
 GOOD = 'command = ["/usr/bin/agent", "--port", "{port}"]\nport = 48520\n'

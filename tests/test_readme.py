@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fleetctl import schema
+from fleetctl.fleet import schema
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

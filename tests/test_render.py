@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from fleetctl.cli import main
-from fleetctl.profiles import load_fleet
-from fleetctl.render import BASELINE, Target, render_fleet, render_unit
+from fleetctl.fleet.profiles import load_fleet
+from fleetctl.systemd.render import BASELINE, Target, render_fleet, render_unit
 
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"

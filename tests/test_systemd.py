@@ -1,4 +1,4 @@
-"""fleetctl.systemd against the real systemd user manager of the test bed."""
+"""fleetctl.systemd.manager against the real systemd user manager of the test bed."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from jeepney import DBusAddress, new_method_call
 from jeepney.low_level import MessageFlag
 from usermanager import UserManager, free_port
 
-from fleetctl import dbus, systemd
-from fleetctl.errors import FleetError
-from fleetctl.systemd import SystemdManager, UnitInfo, version_number
+from fleetctl.common.errors import FleetError
+from fleetctl.systemd import bus as dbus
+from fleetctl.systemd import manager as systemd
+from fleetctl.systemd.manager import SystemdManager, UnitInfo, version_number
 
 MakeUnit = Callable[..., str]
 
@@ -80,7 +81,6 @@ def _reset_failed_quietly(sd: SystemdManager, name: str) -> None:
         sd.reset_failed(name)
     except FleetError:
         pass  # already unloaded: nothing left to reset
-
 
 
 def http_ok(port: int) -> bool:

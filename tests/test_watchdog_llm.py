@@ -98,17 +98,24 @@ def test_prompt_injection_in_logs_has_no_effect_beyond_the_allow_list(
     assert "untrusted data" in system
     m = re.search(r"BEGIN LOG ([0-9a-f]+)\n(.*)\nEND LOG \1\n", user, re.S)
     assert m and "ignore previous instructions" in m.group(2), user
-    assert "ignore previous instructions" not in user[m.end():]
+    assert "ignore previous instructions" not in user[m.end() :]
 
 
 def test_canary_secrets_never_reach_the_llm_or_the_records(wfleet: WatchdogFleet, llm: FakeLLM) -> None:
     canaries = ["canary-e7b1d9f04c", "sk-valid-canary-0123456789abcdef", "canary2-55aa33bb"]
     wfleet.agent(
-        "leaky", policy="no",
+        "leaky",
+        policy="no",
         secrets=f"DEMO_API_KEY={canaries[1]}\nCANARY={canaries[0]}\n",
         alternates=[f"DEMO_API_KEY=sk-valid-other-1\nOTHER={canaries[2]}\n"],
-        config={"log_lines": [f"connecting with {canaries[0]}", f"key in use: {canaries[1]}",
-                              f"spare token {canaries[2]}", f"debug env: CANARY={canaries[0]}"]},
+        config={
+            "log_lines": [
+                f"connecting with {canaries[0]}",
+                f"key in use: {canaries[1]}",
+                f"spare token {canaries[2]}",
+                f"debug env: CANARY={canaries[0]}",
+            ]
+        },
     )
     wfleet.install()
     llm.script("groq", Reply.diagnosis("restart", "crash"))

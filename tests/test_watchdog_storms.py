@@ -33,8 +33,11 @@ def test_foreign_port_holder_escalates_once_and_holds(wfleet: WatchdogFleet) -> 
     wfleet.webhook()
     wfleet.install()
     wfleet.fc("stop", "porty", "--profiles", str(wfleet.dir))
-    foreign = subprocess.Popen([*wfleet.fc.manager.nsenter_argv(), sys.executable, "-c", LISTENER, str(port)],
-                               stdout=subprocess.PIPE, text=True)
+    foreign = subprocess.Popen(
+        [*wfleet.fc.manager.nsenter_argv(), sys.executable, "-c", LISTENER, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert foreign.stdout is not None and foreign.stdout.readline().strip() == "ready"
         wfleet.fc("start", "porty", "--profiles", str(wfleet.dir))
@@ -158,4 +161,3 @@ def test_killed_run_leaves_readable_state_and_next_run_works(wfleet: WatchdogFle
     json.loads(out.stdout)
     wait_for(lambda: wfleet.healthy("hung"), 20, "healthy after the interrupted fix")
     assert json.loads((wfleet.state_dir / "watchdog.heartbeat.json").read_text())["ok"] is True
-

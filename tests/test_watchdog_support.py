@@ -43,7 +43,6 @@ file = "config.json"
 """
 
 
-
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out] + [c for p in out for c in children(int(p))]
@@ -57,7 +56,6 @@ def kill_tree(proc: subprocess.Popen[Any]) -> None:
     proc.wait()
 
 
-
 class WatchdogFleet:
     def __init__(self, fleetctl: Fleetctl, tmp_path: Path) -> None:
         self.fc = fleetctl
@@ -68,9 +66,20 @@ class WatchdogFleet:
         self.fleet_toml = ""
 
     # --- setting up ------------------------------------------------------------------------
-    def agent(self, name: str, *, config: dict[str, Any] | None = None, secrets: str | None = None,
-              alternates: list[str] | None = None, policy: str = "on-failure", delay: float = 1,
-              burst: int = 5, max_per_hour: int = 3, grace: float = 3, warmup: str | None = None) -> int:
+    def agent(
+        self,
+        name: str,
+        *,
+        config: dict[str, Any] | None = None,
+        secrets: str | None = None,
+        alternates: list[str] | None = None,
+        policy: str = "on-failure",
+        delay: float = 1,
+        burst: int = 5,
+        max_per_hour: int = 3,
+        grace: float = 3,
+        warmup: str | None = None,
+    ) -> int:
         port = free_port()
         self.ports[name] = port
         top = []
@@ -85,8 +94,15 @@ class WatchdogFleet:
                 self.write_secret(base / f"secrets{i}.env", text)
             files = ", ".join(f'"~/agents/{name}/secrets{i}.env"' for i in range(2, len(alternates) + 2))
             top.append(f"alternate_secrets_files = [{files}]")
-        text = PROFILE.format(port=port, top="\n".join(top), grace=grace, policy=policy, delay=delay,
-                              burst=burst, max_per_hour=max_per_hour)
+        text = PROFILE.format(
+            port=port,
+            top="\n".join(top),
+            grace=grace,
+            policy=policy,
+            delay=delay,
+            burst=burst,
+            max_per_hour=max_per_hour,
+        )
         if warmup:
             text += f'\n[warmup]\nprompt = "{warmup}"\n'
         (self.dir / f"{name}.toml").write_text(text)
@@ -109,11 +125,13 @@ class WatchdogFleet:
 
     # --- acting ----------------------------------------------------------------------------
     def cli(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.fc.manager.run([sys.executable, "-m", WD_MODULE, *args],
-                                   env={**self.fc.env, **(env or {})}, timeout=120)
+        return self.fc.manager.run(
+            [sys.executable, "-m", WD_MODULE, *args], env={**self.fc.env, **(env or {})}, timeout=120
+        )
 
-    def watchdog(self, *, codes: tuple[int, ...] = (0,),
-                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def watchdog(
+        self, *, codes: tuple[int, ...] = (0,), env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         proc = self.cli("watchdog", "--profiles", str(self.dir), env=env)
         assert proc.returncode in codes, f"watchdog exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -130,7 +148,7 @@ class WatchdogFleet:
         return self.fc.unit(name)
 
     def healthy(self, name: str) -> bool:
-        from fleetctl.health import probe
+        from fleetctl.probes.health import probe
 
         return probe(f"http://127.0.0.1:{self.ports[name]}/health", 1.0).ok
 
@@ -166,4 +184,3 @@ class WatchdogFleet:
         import httpx
 
         return httpx.get(f"http://127.0.0.1:{self.ports[name]}/warmup", trust_env=False).json()
-

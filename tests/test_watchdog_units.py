@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.cli_watchdog import parse_since
+from fleetctl.cli.watchdog import parse_since
+from fleetctl.fleet.profiles import load_fleet
 from fleetctl.healing import backoff, incidents, state
 from fleetctl.healing.observe import classify
-from fleetctl.health import HealthResult
-from fleetctl.profiles import load_fleet
-from fleetctl.systemd import UnitInfo
+from fleetctl.probes.health import HealthResult
+from fleetctl.systemd.manager import UnitInfo
 
 NOW = 1_800_000_000.0
 
@@ -136,11 +136,25 @@ def test_since_accepts_relative_and_iso_times() -> None:
 
 
 def _unit(**kw: object) -> UnitInfo:
-    base = dict(name="fleet-a.service", load_state="loaded", active_state="active", sub_state="running",
-                result="success", main_pid=10, n_restarts=0, exec_main_status=0, exec_main_code=0,
-                active_enter_timestamp=int((NOW - 100) * 1e6), inactive_enter_timestamp=0,
-                state_change_timestamp=int((NOW - 100) * 1e6), memory_current=None, fragment_path="",
-                unit_file_state="enabled", need_daemon_reload=False, invocation_id="ab")
+    base = dict(
+        name="fleet-a.service",
+        load_state="loaded",
+        active_state="active",
+        sub_state="running",
+        result="success",
+        main_pid=10,
+        n_restarts=0,
+        exec_main_status=0,
+        exec_main_code=0,
+        active_enter_timestamp=int((NOW - 100) * 1e6),
+        inactive_enter_timestamp=0,
+        state_change_timestamp=int((NOW - 100) * 1e6),
+        memory_current=None,
+        fragment_path="",
+        unit_file_state="enabled",
+        need_daemon_reload=False,
+        invocation_id="ab",
+    )
     return UnitInfo(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -150,8 +164,11 @@ def _unit(**kw: object) -> UnitInfo:
         ({}, True, "healthy"),
         ({}, False, "failing"),
         ({"active_enter_timestamp": int((NOW - 5) * 1e6)}, False, "starting"),  # in its grace
-        ({"active_state": "failed", "result": "exit-code", "exec_main_code": 1, "exec_main_status": 78},
-         None, "failing"),
+        (
+            {"active_state": "failed", "result": "exit-code", "exec_main_code": 1, "exec_main_status": 78},
+            None,
+            "failing",
+        ),
         ({"active_state": "activating", "sub_state": "auto-restart"}, None, "restarting"),
         ({"active_state": "inactive", "sub_state": "dead"}, None, "stopped"),
         ({"active_state": "inactive", "sub_state": "dead", "result": "signal"}, None, "failing"),

@@ -251,7 +251,6 @@ class UserManager:
             return "(no log)"
 
 
-
 _handed_out: set[int] = set()
 
 
@@ -270,6 +269,7 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
 
 def _shell_quote(s: str) -> str:
     return "'" + s.replace("'", "'\"'\"'") + "'"

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from fleetctl import __version__
 from fleetctl.alerts.model import Alert
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
 
 if TYPE_CHECKING:
     import httpx

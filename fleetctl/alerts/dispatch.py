@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from fleetctl.alerts import CHANNELS, validate_channels
 from fleetctl.alerts.base import ChannelConfig, DeliveryError, Secrets, redact
 from fleetctl.alerts.model import SEVERITIES, Alert
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
-from fleetctl.locks import file_lock
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
+from fleetctl.common.locks import file_lock
 
 if TYPE_CHECKING:
     import httpx

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
 
 Severity = Literal["info", "warning", "critical"]
 State = Literal["firing", "resolved"]

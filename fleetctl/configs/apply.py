@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl import paths
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.configs import files as managed
 from fleetctl.configs.drift import capture_drift, detect_drift
 from fleetctl.configs.formats import ConfigInvalid, parse_bytes, read_bounded, run_validator, validate_schema
 from fleetctl.configs.store import Source, Store, VersionMeta
-from fleetctl.errors import FleetError
-from fleetctl.profiles import Profile
+from fleetctl.fleet.profiles import Profile
 
 Say = Callable[[str], None]
 
@@ -193,8 +193,8 @@ def _verify_or_roll_back(
 
 def verify(p: Profile, say: Say) -> str | None:
     """Restart and require health through the whole grace period; None when it held."""
-    from fleetctl.readiness import health_url, wait_all_healthy
-    from fleetctl.systemd import SystemdManager
+    from fleetctl.lifecycle.readiness import health_url, wait_all_healthy
+    from fleetctl.systemd.manager import SystemdManager
 
     unit = paths.unit_name(p.name)
     with SystemdManager() as mgr:
@@ -205,7 +205,7 @@ def verify(p: Profile, say: Say) -> str | None:
         if p.name not in ready.healthy:
             return ready.reasons.get(p.name, "not healthy")
         first = mgr.units([unit])[unit]
-        from fleetctl.health import probe_many
+        from fleetctl.probes.health import probe_many
 
         # Healthy once is not enough: it must stay up, same process, to the end of the grace.
         while time.monotonic() - started < p.health.startup_grace:
@@ -220,7 +220,7 @@ def verify(p: Profile, say: Say) -> str | None:
 
 
 def _last_lines(p: Profile) -> str:
-    from fleetctl.journal import tail
+    from fleetctl.systemd.journal import tail
 
     got = tail(paths.unit_name(p.name), 10, paths.agent_log_file(p.name) if p.log_file else None)
     return "\n    ".join(masker(p)(line) for line in got.lines) or "(no log lines)"

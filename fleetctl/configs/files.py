@@ -1,6 +1,6 @@
 """Read and write an agent's managed files in its config dir, and deploy stored versions.
 
-Single writes are atomic per file (fleetctl.atomic). A deploy of several files is made
+Single writes are atomic per file (fleetctl.common.atomic). A deploy of several files is made
 all-or-nothing by a journal in the store: once `.fleetctl-txn.json` exists the new version is
 committed, and `recover()` rolls it forward from the store's verified copy. A crash before the
 journal exists leaves the old files untouched. Either way the config dir ends up holding
@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl.atomic import remove, write_atomic
+from fleetctl.common.atomic import remove, write_atomic
+from fleetctl.common.errors import FleetError
 from fleetctl.configs.formats import MAX_BYTES, ConfigInvalid, read_bounded
 from fleetctl.configs.store import Store, check_relpath, sha256
-from fleetctl.errors import FleetError
 
 FILE_MODE = 0o600  # configs may hold tokens
 _JOURNAL_FORMAT = 1

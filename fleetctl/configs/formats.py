@@ -14,8 +14,8 @@ from typing import Literal, get_args
 import json5
 import jsonschema
 
-from fleetctl import runcmd
-from fleetctl.errors import FleetError
+from fleetctl.common import runcmd
+from fleetctl.common.errors import FleetError
 
 Format = Literal["json", "json5", "toml"]
 FORMATS: tuple[str, ...] = get_args(Format)

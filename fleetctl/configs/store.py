@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Literal, get_args
 
-from fleetctl.atomic import fsync_dir, write_atomic
-from fleetctl.errors import FleetError, LockedError
-from fleetctl.locks import file_lock
+from fleetctl.common.atomic import fsync_dir, write_atomic
+from fleetctl.common.errors import FleetError, LockedError
+from fleetctl.common.locks import file_lock
 
 Source = Literal["apply", "rollback", "install", "watchdog", "manual-edit"]
 SOURCES: tuple[str, ...] = get_args(Source)

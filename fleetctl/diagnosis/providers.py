@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.prompt import Prompt
-from fleetctl.errors import FleetError
 
 MAX_TOKENS = 150  # the answer is one small JSON object
 DEFAULT_TIMEOUT = 8.0

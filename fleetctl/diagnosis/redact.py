@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
 
 REDACTED = "[REDACTED]"
 # Shorter values ("true", "8080", "prod") occur everywhere in logs; replacing them would

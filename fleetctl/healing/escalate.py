@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from fleetctl import paths
 from fleetctl.alerts.model import Alert
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.profiles import Fleet
 from fleetctl.healing.state import AgentState, Hold
-from fleetctl.profiles import Fleet
 
 CHECK = "watchdog"
 
 
 def escalate(
-    fleet: Fleet, agent: str, st: AgentState, summary: str, now: float,
-    secrets: Mapping[str, str], save: Callable[[], None], say: Callable[[str], None],
+    fleet: Fleet,
+    agent: str,
+    st: AgentState,
+    summary: str,
+    now: float,
+    secrets: Mapping[str, str],
+    save: Callable[[], None],
+    say: Callable[[str], None],
 ) -> str:
     """Hold `agent` and send the alert; return what happened to the alert (for the record)."""
     st.held = Hold(now, summary)

@@ -14,16 +14,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleetctl import paths
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose
 from fleetctl.diagnosis.incident import Incident
 from fleetctl.diagnosis.providers import Provider, providers_from_env
 from fleetctl.diagnosis.redact import Redactor, read_env_file
-from fleetctl.errors import FleetError
+from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile
+from fleetctl.fleet.schema import SECRETISH
 from fleetctl.healing.observe import Observation
-from fleetctl.journal import tail
-from fleetctl.profiles import Fleet, FleetSettings, Profile
-from fleetctl.schema import SECRETISH
+from fleetctl.systemd.journal import tail
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,11 @@ class FleetEnv:
 
 def providers(env: Mapping[str, str], settings: FleetSettings) -> list[Provider]:
     # fleet.toml's [watchdog] models, unless the environment names one for a one-off run.
-    env = {"FLEETCTL_GROQ_MODEL": settings.groq_model, "FLEETCTL_ANTHROPIC_MODEL": settings.anthropic_model,
-           **env}
+    env = {
+        "FLEETCTL_GROQ_MODEL": settings.groq_model,
+        "FLEETCTL_ANTHROPIC_MODEL": settings.anthropic_model,
+        **env,
+    }
     return providers_from_env(env)
 
 
@@ -98,9 +101,13 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
     got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
     valid, detail = config_problem(p)
     props = {
-        "ActiveState": info.active_state, "SubState": info.sub_state, "Result": info.result,
-        "ExecMainCode": str(info.exec_main_code), "ExecMainStatus": str(info.exec_main_status),
-        "NRestarts": str(info.n_restarts), "MainPID": str(info.main_pid),
+        "ActiveState": info.active_state,
+        "SubState": info.sub_state,
+        "Result": info.result,
+        "ExecMainCode": str(info.exec_main_code),
+        "ExecMainStatus": str(info.exec_main_status),
+        "NRestarts": str(info.n_restarts),
+        "MainPID": str(info.main_pid),
     }
     exited = info.exec_main_code == 1 and info.active_state != "active"
     incident = Incident(

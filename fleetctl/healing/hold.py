@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from fleetctl.common.locks import file_lock
 from fleetctl.healing import incidents
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.run import lock_path
-from fleetctl.locks import file_lock
 
 
 def ack(agent: str) -> str:
@@ -30,11 +30,21 @@ def ack(agent: str) -> str:
         agent_state.last_action = "ack"
         state_mod.save(st)
         now = time.time()
-        incidents.append({
-            "ts": round(now, 3), "time": incidents.iso(now), "agent": agent, "symptom": was.reason,
-            "action": "ack", "verification": "n/a", "detail": "hold cleared by a human",
-            "escalated": False, "duration_s": 0.0,
-        })
+        incidents.append(
+            {
+                "ts": round(now, 3),
+                "time": incidents.iso(now),
+                "agent": agent,
+                "symptom": was.reason,
+                "action": "ack",
+                "verification": "n/a",
+                "detail": "hold cleared by a human",
+                "escalated": False,
+                "duration_s": 0.0,
+            }
+        )
         incidents.append_bulletin(f"{incidents.iso(now)} watchdog: {agent}: hold cleared (fleetctl ack)")
-    return (f"{agent}: hold cleared (held since {incidents.iso(was.since)}: {was.reason}); the next "
-            f"watchdog run acts on it again. If the flap hold stopped it, start it: fleetctl start {agent}")
+    return (
+        f"{agent}: hold cleared (held since {incidents.iso(was.since)}: {was.reason}); the next "
+        f"watchdog run acts on it again. If the flap hold stopped it, start it: fleetctl start {agent}"
+    )

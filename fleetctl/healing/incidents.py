@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleetctl import paths
-from fleetctl.atomic import fsync_dir
+from fleetctl.common import paths
+from fleetctl.common.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,9 @@ def _append_line(path: Path, line: bytes) -> None:
         fsync_dir(path.parent)  # the new file's name must survive a crash too
 
 
-def append(record: dict[str, Any], path: Path | None = None, max_bytes: int = MAX_BYTES,
-           keep: int = KEEP) -> None:
+def append(
+    record: dict[str, Any], path: Path | None = None, max_bytes: int = MAX_BYTES, keep: int = KEEP
+) -> None:
     path = path or log_path()
     line = (json.dumps({"schema": SCHEMA, **record}, sort_keys=True, default=str) + "\n").encode()
     try:
@@ -86,8 +87,9 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
-def read(path: Path | None = None, agent: str | None = None, since: float | None = None,
-         keep: int = KEEP) -> list[dict[str, Any]]:
+def read(
+    path: Path | None = None, agent: str | None = None, since: float | None = None, keep: int = KEEP
+) -> list[dict[str, Any]]:
     """Records oldest first, across the rotated files; filtered by agent and start time."""
     path = path or log_path()
     files = [path.with_name(f"{path.name}.{i}") for i in range(keep, 0, -1)] + [path]

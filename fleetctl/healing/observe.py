@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from fleetctl import paths
-from fleetctl.health import HealthResult, probe_many
-from fleetctl.profiles import Profile
-from fleetctl.readiness import health_url
-from fleetctl.systemd import SystemdManager, UnitInfo
+from fleetctl.common import paths
+from fleetctl.fleet.profiles import Profile
+from fleetctl.lifecycle.readiness import health_url
+from fleetctl.probes.health import HealthResult, probe_many
+from fleetctl.systemd.manager import SystemdManager, UnitInfo
 
 Status = Literal["healthy", "starting", "restarting", "stopped", "not-installed", "failing"]
 
@@ -73,8 +73,9 @@ def _look(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Observa
     units = {p.name: paths.unit_name(p.name) for p in profiles}
     infos = mgr.units(units.values())
     running = [p for p in profiles if infos[units[p.name]].active_state in ("active", "reloading")]
-    results = probe_many([(p.name, health_url(p), p.health.timeout, p.health.expected_status)
-                          for p in running])
+    results = probe_many(
+        [(p.name, health_url(p), p.health.timeout, p.health.expected_status) for p in running]
+    )
     now = time.time()
     out = {}
     for p in profiles:
@@ -90,8 +91,11 @@ def observe(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Obser
 
 
 def confirm(
-    mgr: SystemdManager, suspects: dict[str, Observation],
-    rounds: int = CONFIRM_ROUNDS, interval: float = CONFIRM_INTERVAL, first_look: float | None = None,
+    mgr: SystemdManager,
+    suspects: dict[str, Observation],
+    rounds: int = CONFIRM_ROUNDS,
+    interval: float = CONFIRM_INTERVAL,
+    first_look: float | None = None,
 ) -> dict[str, Observation]:
     """The suspects that were failing at every look, with their latest observation.
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetctl.fleet.profiles import Profile
 from fleetctl.healing import evidence, incidents
 from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.respond import Result
-from fleetctl.profiles import Profile
 
 BULLETIN_MAX = 300  # characters: a bulletin line is a headline, the incident log has the rest
 
@@ -21,8 +21,9 @@ class Recorder:
         self.run_id = run_id
         self.fenv = fenv
 
-    def record(self, p: Profile, result: Result, diag: dict[str, Any], symptom: str,
-               now: float, duration: float) -> dict[str, Any]:
+    def record(
+        self, p: Profile, result: Result, diag: dict[str, Any], symptom: str, now: float, duration: float
+    ) -> dict[str, Any]:
         redact = evidence.redactor_for(p, self.fenv).redact
         return {
             "ts": round(now, 3),
@@ -62,5 +63,7 @@ class Recorder:
             by = f" [{rec['provider']}{', fallback' if rec.get('fallback') else ''}]"
         if rec["action"] == "none":
             return f"{rec['agent']}: {rec['symptom']}; {rec['detail']}"
-        return (f"{rec['agent']}: {rec['symptom']} -> {rec['action']} -> {rec['verification']}"
-                f" ({rec['detail']}){by}")
+        return (
+            f"{rec['agent']}: {rec['symptom']} -> {rec['action']} -> {rec['verification']}"
+            f" ({rec['detail']}){by}"
+        )

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl import paths
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.ports import Holder
+from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
 from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
-from fleetctl.ports import Holder
-from fleetctl.profiles import Fleet, Profile
-from fleetctl.systemd import SystemdManager
+from fleetctl.systemd.manager import SystemdManager
 
 STALE_TERM_WAIT = 3.0  # seconds a stale copy gets to exit on SIGTERM before SIGKILL
 
@@ -71,7 +71,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
     trusted to act on SIGTERM, and a polite stop would cost restart.stop_timeout (30 s by
     default) before systemd escalates on its own.
     """
-    from fleetctl.readiness import wait_all_healthy
+    from fleetctl.lifecycle.readiness import wait_all_healthy
 
     p = ctx.profile
     _count_restart(ctx)
@@ -122,7 +122,7 @@ def active_credentials(p: Profile, st: AgentState) -> int:
 
 def switch_credentials(ctx: Ctx) -> Verified | None:
     """Point the unit at the next credentials file and restart; None when none is left."""
-    from fleetctl.install import link_credentials
+    from fleetctl.lifecycle.install import link_credentials
 
     files = credential_files(ctx.profile)
     nxt = active_credentials(ctx.profile, ctx.st) + 1

@@ -1,14 +1,14 @@
 """One confirmed failure, start to end: diagnose, act within the allow-list, verify, fall back.
 
-    in backoff?                     -> wait (no diagnosis, no LLM call)
-    port held (stale copy)          -> kill it, restart        (foreign holder -> escalate, hold)
-    restart                         -> unless it would flap: restart and verify
-    restore_config                  -> last-known-good config, restart, verify
-    switch_credentials              -> next credentials file, restart, verify (none left -> escalate)
-    backoff                         -> wait; a second backoff in a row restarts once the wait is over
-    escalate                        -> alert and hold
-    a fix that did not verify       -> restore last-known-good, verify; still failing -> escalate, hold
-    a fix that verified             -> send the warm-up prompt
+in backoff?                     -> wait (no diagnosis, no LLM call)
+port held (stale copy)          -> kill it, restart        (foreign holder -> escalate, hold)
+restart                         -> unless it would flap: restart and verify
+restore_config                  -> last-known-good config, restart, verify
+switch_credentials              -> next credentials file, restart, verify (none left -> escalate)
+backoff                         -> wait; a second backoff in a row restarts once the wait is over
+escalate                        -> alert and hold
+a fix that did not verify       -> restore last-known-good, verify; still failing -> escalate, hold
+a fix that verified             -> send the warm-up prompt
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetctl import ports
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.providers import Provider
-from fleetctl.errors import FleetError
+from fleetctl.fleet import ports
 from fleetctl.healing import backoff, evidence, remedy
 from fleetctl.healing.escalate import escalate
 from fleetctl.healing.incidents import iso
@@ -41,16 +41,18 @@ class Result:
 
 
 def _escalate(ctx: Ctx, summary: str, action: str = "escalate", detail: str = "") -> Result:
-    note = escalate(ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env,
-                    ctx.save, ctx.say)
+    note = escalate(
+        ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say
+    )
     return Result(action, "held", f"{detail}; {summary}; {note}" if detail else f"{summary}; {note}", True)
 
 
 def flap_hold(ctx: Ctx, count: int) -> Result:
     limit = ctx.profile.restart.max_restarts_per_hour
     stopped = remedy.stop(ctx)
-    return _escalate(ctx, f"flapping: {count} restarts in the last hour (limit {limit}); {stopped}",
-                     action="flap_hold")
+    return _escalate(
+        ctx, f"flapping: {count} restarts in the last hour (limit {limit}); {stopped}", action="flap_hold"
+    )
 
 
 def _finish(ctx: Ctx, action: str, v: Verified, reason: str) -> Result:
@@ -66,8 +68,12 @@ def _finish(ctx: Ctx, action: str, v: Verified, reason: str) -> Result:
             ctx.st.last_action = "restore_config"
             warm = remedy.warmup(ctx.profile)
             detail = f"{action} failed ({v.detail}); restored last-known-good: {again.detail}"
-            return Result(action, "healthy", detail + (f"; {warm}" if warm else ""),
-                          extra={"fallback": "restore_config"})
+            return Result(
+                action,
+                "healthy",
+                detail + (f"; {warm}" if warm else ""),
+                extra={"fallback": "restore_config"},
+            )
         v = Verified(False, f"{v.detail}; restoring last-known-good also failed: {again.detail}")
     return _escalate(ctx, f"still failing after {action}: {v.detail}", action=action)
 
@@ -123,8 +129,9 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
         "rules": outcome.rules.rule_id if outcome.rules else None,
         "provider": outcome.provider,
         "fallback": outcome.fallback,
-        "attempts": [{"provider": a.provider, "outcome": a.outcome, "detail": a.detail}
-                     for a in outcome.attempts],
+        "attempts": [
+            {"provider": a.provider, "outcome": a.outcome, "detail": a.detail} for a in outcome.attempts
+        ],
     }
     if outcome.rules is not None and outcome.rules.rule_id == "oom":
         st.oom_kills.append(now)
@@ -138,8 +145,9 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
     if d.action is Action.RESTART:
         return _restart(ctx, reason, hung=_hung(obs)), record
     if d.action is Action.RESTORE_CONFIG:
-        return _finish(ctx, "restore_config", remedy.restore_config(ctx, f"watchdog: {d.cause}"[:200]),
-                       reason), record
+        return _finish(
+            ctx, "restore_config", remedy.restore_config(ctx, f"watchdog: {d.cause}"[:200]), reason
+        ), record
     if d.action is Action.SWITCH_CREDENTIALS:
         v = remedy.switch_credentials(ctx)
         if v is None:

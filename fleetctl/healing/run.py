@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl import paths
-from fleetctl.atomic import write_atomic
+from fleetctl.common import paths
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.locks import file_lock
+from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, incidents
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import FleetEnv, providers
@@ -26,9 +28,7 @@ from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observati
 from fleetctl.healing.record import Recorder
 from fleetctl.healing.remedy import Ctx
 from fleetctl.healing.respond import Result, flap_hold, respond
-from fleetctl.locks import file_lock
-from fleetctl.profiles import Fleet, load_fleet
-from fleetctl.systemd import SystemdManager
+from fleetctl.systemd.manager import SystemdManager
 
 LOCK_FILE = "watchdog.lock"
 MAX_WORKERS = 16  # agents handled at once; each holds a D-Bus connection and maybe an LLM call
@@ -57,24 +57,39 @@ class RunReport:
         return not (bad or self.held or self.problems)
 
     def heartbeat(self) -> dict[str, Any]:
-        return {"time": incidents.iso(self.time), "ts": self.time, "ok": self.ok,
-                "agents_checked": self.agents_checked, "actions": self.actions,
-                "duration_s": round(self.duration, 2), "held": self.held}
+        return {
+            "time": incidents.iso(self.time),
+            "ts": self.time,
+            "ok": self.ok,
+            "agents_checked": self.agents_checked,
+            "actions": self.actions,
+            "duration_s": round(self.duration, 2),
+            "held": self.held,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": 1, **self.heartbeat(), "counts": self.counts, "incidents": self.records,
-                "problems": self.problems}
+        return {
+            "version": 1,
+            **self.heartbeat(),
+            "counts": self.counts,
+            "incidents": self.records,
+            "problems": self.problems,
+        }
 
 
 def lock_path() -> Path:
     return paths.state_dir() / LOCK_FILE
 
 
-def run(profiles_dir: Path, say: Say = print, confirm_rounds: int = CONFIRM_ROUNDS,
-        confirm_interval: float = CONFIRM_INTERVAL) -> RunReport:
+def run(
+    profiles_dir: Path,
+    say: Say = print,
+    confirm_rounds: int = CONFIRM_ROUNDS,
+    confirm_interval: float = CONFIRM_INTERVAL,
+) -> RunReport:
     fleet = load_fleet(profiles_dir)  # a broken profile is reported before taking the lock
     with file_lock(lock_path(), "fleetctl watchdog"):
-        from fleetctl.cron import rotate_log
+        from fleetctl.lifecycle.cron import rotate_log
 
         rotate_log()
         return _Run(fleet, say).go(confirm_rounds, confirm_interval)
@@ -116,8 +131,9 @@ class _Run:
         if work:
             with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(work))) as pool:
                 list(pool.map(lambda w: self._handle(*w), work))
-        self.report.held = sorted(n for n, st in self.state.agents.items()
-                                  if st.held and n in self.fleet.names)
+        self.report.held = sorted(
+            n for n, st in self.state.agents.items() if st.held and n in self.fleet.names
+        )
         self.report.duration = time.monotonic() - started
         self.save()
         write_atomic(paths.heartbeat_file("watchdog"), json.dumps(self.report.heartbeat()) + "\n", 0o600)
@@ -136,8 +152,10 @@ class _Run:
             st = self.state.agent(name)
             by_systemd = backoff.observe_n_restarts(st, o.info.n_restarts, now)
             if st.held:
-                self.say(f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
-                         f"`fleetctl ack {name}` to resume")
+                self.say(
+                    f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
+                    f"`fleetctl ack {name}` to resume"
+                )
                 continue
             if o.status == "failing":
                 suspects[name] = o
@@ -172,8 +190,15 @@ class _Run:
         symptom = o.symptom if failing else "too many restarts"
         self._record(o, result, diag, symptom, time.time(), time.monotonic() - started)
 
-    def _record(self, o: Observation, result: Result, diag: dict[str, Any], symptom: str,
-                now: float, duration: float = 0.0) -> None:
+    def _record(
+        self,
+        o: Observation,
+        result: Result,
+        diag: dict[str, Any],
+        symptom: str,
+        now: float,
+        duration: float = 0.0,
+    ) -> None:
         rec = self.recorder.record(o.profile, result, diag, symptom, now, duration)
         with self._lock:
             self.recorder.write(rec)

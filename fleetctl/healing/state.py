@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl import paths
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
 
 log = logging.getLogger(__name__)
 

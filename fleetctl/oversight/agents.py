@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fleetctl.lifecycle.status import AgentStatus
 from fleetctl.oversight.model import Violation
-from fleetctl.status import AgentStatus
 
 UP_STATES = ("active", "reloading")
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from fleetctl import manifest, paths
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.configs.drift import detect_drift
 from fleetctl.configs.store import Store
-from fleetctl.errors import FleetError
-from fleetctl.install import make_plan
+from fleetctl.fleet.profiles import Fleet, Profile
+from fleetctl.lifecycle import manifest
+from fleetctl.lifecycle.install import make_plan
 from fleetctl.oversight.model import CheckError, Findings, Violation
-from fleetctl.profiles import Fleet, Profile
-from fleetctl.render import Target
+from fleetctl.systemd.render import Target
 
 Mask = Callable[[str], str]
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fleetctl import manifest, paths
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.profiles import Fleet
+from fleetctl.lifecycle import manifest
+from fleetctl.lifecycle.status import human_duration
 from fleetctl.oversight.model import Violation
-from fleetctl.profiles import Fleet
-from fleetctl.status import human_duration
 
 JOBS = ("watchdog", "oversee")
 
@@ -50,7 +51,7 @@ def read(job: str) -> Heartbeat | None:
         raise FleetError(f"{path}: unreadable heartbeat ({e})") from None
     when = _when(data) if isinstance(data, dict) else None
     if when is None:
-        raise FleetError(f"{path}: heartbeat without a time (\"ts\" or \"time\")")
+        raise FleetError(f'{path}: heartbeat without a time ("ts" or "time")')
     detail = next((str(data[k]) for k in ("error", "summary", "detail") if data.get(k)), "")
     if not detail and data.get("held"):  # the watchdog's ok=false: agents held for a human
         detail = "held: " + ", ".join(map(str, data["held"]))
@@ -88,8 +89,13 @@ def _installed_at() -> float | None:
 
 def job_staleness(job: str, interval_minutes: int, now: float, installed_at: float | None) -> dict[str, Any]:
     limit = 2 * interval_minutes * 60
-    entry: dict[str, Any] = {"last_run": None, "ok": None, "stale": False, "reason": "",
-                             "interval_minutes": interval_minutes}
+    entry: dict[str, Any] = {
+        "last_run": None,
+        "ok": None,
+        "stale": False,
+        "reason": "",
+        "interval_minutes": interval_minutes,
+    }
     try:
         hb = read(job)
     except FleetError as e:
@@ -100,14 +106,18 @@ def job_staleness(job: str, interval_minutes: int, now: float, installed_at: flo
         age = now - installed_at
         if age <= limit:
             return entry | {"reason": f"no run yet; installed {human_duration(age)} ago"}
-        why = (f"no run recorded since install {human_duration(age)} ago "
-               f"(expected every {interval_minutes}m; is its cron line installed?)")
+        why = (
+            f"no run recorded since install {human_duration(age)} ago "
+            f"(expected every {interval_minutes}m; is its cron line installed?)"
+        )
         return entry | {"stale": True, "reason": why}
     age = max(0.0, now - hb.time)
     entry |= {"last_run": hb.time, "ok": hb.ok}
     if age > limit:
-        why = (f"last run {human_duration(age)} ago "
-               f"(expected every {interval_minutes}m, stale after {2 * interval_minutes}m)")
+        why = (
+            f"last run {human_duration(age)} ago "
+            f"(expected every {interval_minutes}m, stale after {2 * interval_minutes}m)"
+        )
         return entry | {"stale": True, "reason": why}
     if not hb.ok:
         why = f"last run {human_duration(age)} ago FAILED" + (f": {hb.detail}" if hb.detail else "")

@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fleetctl import paths
-from fleetctl.errors import FleetError
-from fleetctl.metrics import AgentMetrics, FleetMetrics, write_metrics
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.lifecycle.status import AgentStatus
 from fleetctl.oversight import heartbeat
+from fleetctl.oversight.metrics import AgentMetrics, FleetMetrics, write_metrics
 from fleetctl.oversight.model import Violation
-from fleetctl.status import AgentStatus
 
 INCIDENTS_FILE = "incidents.jsonl"
 ROTATED = 3  # the watchdog keeps incidents.jsonl.1 .. .3
@@ -69,7 +69,9 @@ def _last_run(job: str) -> float | None:
 
 
 def build(
-    rows: Sequence[AgentStatus], violations: Sequence[Violation], oversee_last_run: float | None = None,
+    rows: Sequence[AgentStatus],
+    violations: Sequence[Violation],
+    oversee_last_run: float | None = None,
 ) -> FleetMetrics:
     actions = watchdog_actions()
     agents = [

@@ -64,7 +64,10 @@ class Violation:
     def from_dict(cls, data: Mapping[str, Any]) -> Violation:
         severity = str(data.get("severity", "warning"))
         return cls(
-            str(data["check"]), str(data["agent"]), str(data["summary"]), str(data.get("fix", "")),
+            str(data["check"]),
+            str(data["agent"]),
+            str(data["summary"]),
+            str(data.get("fix", "")),
             severity if severity in SEVERITIES else "warning",
         )
 

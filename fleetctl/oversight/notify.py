@@ -13,14 +13,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fleetctl import paths
 from fleetctl.alerts import dispatch, webhook
 from fleetctl.alerts.dispatch import DispatchReport
 from fleetctl.alerts.model import Alert
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.profiles import Fleet
 from fleetctl.oversight.heartbeat import iso
 from fleetctl.oversight.model import Violation
-from fleetctl.profiles import Fleet
 
 EPISODIC = ("fallback-active",)  # checks alerted once per episode, outside dedup reminders
 INBOX_TIMEOUT = 5.0
@@ -49,8 +49,12 @@ class Delivered:
 
 
 def send_alerts(
-    fleet: Fleet, current: Sequence[Violation], started: Sequence[Violation], ended: Sequence[Violation],
-    secrets: Mapping[str, str], now: float,
+    fleet: Fleet,
+    current: Sequence[Violation],
+    started: Sequence[Violation],
+    ended: Sequence[Violation],
+    secrets: Mapping[str, str],
+    now: float,
 ) -> Delivered:
     """`current`: every open violation; `started`/`ended`: episodic ones that began/ended now."""
     out = Delivered()
@@ -58,9 +62,16 @@ def send_alerts(
     state_dir = paths.state_dir()
     steady = [v.alert(now) for v in current if v.check not in EPISODIC]
     try:
-        out.reports.append(dispatch.process(
-            steady, channels, secrets, state_dir, now, fleet.settings.alerts_dedup_window,
-        ))
+        out.reports.append(
+            dispatch.process(
+                steady,
+                channels,
+                secrets,
+                state_dir,
+                now,
+                fleet.settings.alerts_dedup_window,
+            )
+        )
     except FleetError as e:
         out.errors.append(f"alerts: {e}")
         return out  # bad channel config or state: the episodic sends would fail the same way

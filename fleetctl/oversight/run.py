@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl import paths, status
-from fleetctl.errors import FleetError
-from fleetctl.locks import file_lock
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.common.locks import file_lock
+from fleetctl.fleet.profiles import Fleet
+from fleetctl.lifecycle import status
 from fleetctl.oversight import heartbeat, metricsfile, notify, review, usage, usercheck
 from fleetctl.oversight.agents import UP_STATES, agent_down
 from fleetctl.oversight.drift import config_drift
 from fleetctl.oversight.model import CheckError, Findings, Violation
 from fleetctl.oversight.secrets import alert_secrets, masks
 from fleetctl.oversight.state import OversightState
-from fleetctl.profiles import Fleet
-from fleetctl.render import Target
+from fleetctl.systemd.render import Target
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ def _guard(checks: Sequence[str], fn: Callable[[], Findings]) -> Findings:
 
 
 def _look_at_manager(fleet: Fleet) -> tuple[list[status.AgentStatus] | None, Target | None, Findings]:
-    from fleetctl.install import detect_target
-    from fleetctl.systemd import SystemdManager
+    from fleetctl.lifecycle.install import detect_target
+    from fleetctl.systemd.manager import SystemdManager
 
     try:
         with SystemdManager() as mgr:
@@ -129,8 +130,10 @@ def _look_at_manager(fleet: Fleet) -> tuple[list[status.AgentStatus] | None, Tar
 def _usage_checks(fleet: Fleet, rows: Sequence[status.AgentStatus] | None) -> Findings:
     got = Findings()
     if rows is None:
-        got.errors += [CheckError("rate-limit", "", "unit states unknown"),
-                       CheckError("fallback-active", "", "unit states unknown")]
+        got.errors += [
+            CheckError("rate-limit", "", "unit states unknown"),
+            CheckError("fallback-active", "", "unit states unknown"),
+        ]
         return got
     up = {r.agent for r in rows if r.active_state in UP_STATES}
     found = usage.fetch_all([p for p in fleet.profiles if p.name in up])
@@ -151,8 +154,12 @@ def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Fin
     if not checklist or coordinator is None:
         return Findings()
     got, state.review_digest = review.review(
-        coordinator, paths.expand(str(checklist)), review.coordinator_log(coordinator), secrets,
-        state.review_digest, state.review_violation,
+        coordinator,
+        paths.expand(str(checklist)),
+        review.coordinator_log(coordinator),
+        secrets,
+        state.review_digest,
+        state.review_violation,
     )
     state.review_violation = next((v for v in got.violations if v.check == "checklist"), None)
     return got
@@ -172,14 +179,20 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
     _remember(state, rows, metrics_path, now, report)
     report.seconds = time.monotonic() - started
     heartbeat.write(
-        "oversee", not report.errors, now,
+        "oversee",
+        not report.errors,
+        now,
         summary=f"{len(report.violations)} open, {len(report.new)} new, {len(report.errors)} check error(s)",
     )
     return report
 
 
 def _look(
-    fleet: Fleet, state: OversightState, secrets: dict[str, str], now: float, report: OversightReport,
+    fleet: Fleet,
+    state: OversightState,
+    secrets: dict[str, str],
+    now: float,
+    report: OversightReport,
 ) -> list[status.AgentStatus] | None:
     """Run every check; fill in what is open now, what is new and what has cleared."""
     agent_masks = masks(fleet)
@@ -211,9 +224,12 @@ def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightRe
     """Alert channels, then the coordinator's inbox, then the bulletin (always)."""
     episodic = notify.EPISODIC
     report.alerts = notify.send_alerts(
-        fleet, report.violations,
-        [v for v in report.new if v.check in episodic], [v for v in report.resolved if v.check in episodic],
-        secrets, now,
+        fleet,
+        report.violations,
+        [v for v in report.new if v.check in episodic],
+        [v for v in report.resolved if v.check in episodic],
+        secrets,
+        now,
     )
     try:
         report.inbox = notify.inject(fleet, report.new, now)
@@ -229,7 +245,10 @@ def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightRe
 
 
 def _remember(
-    state: OversightState, rows: list[status.AgentStatus] | None, metrics_path: Path | None, now: float,
+    state: OversightState,
+    rows: list[status.AgentStatus] | None,
+    metrics_path: Path | None,
+    now: float,
     report: OversightReport,
 ) -> None:
     state.first_seen = {v.key: state.first_seen.get(v.key, now) for v in report.violations}
@@ -247,7 +266,7 @@ def _remember(
 
 def metrics(fleet: Fleet, output: Path | None = None) -> Path:
     """`fleetctl metrics`: unit states now, violations as the last pass left them."""
-    from fleetctl.systemd import SystemdManager
+    from fleetctl.systemd.manager import SystemdManager
 
     with SystemdManager() as mgr:
         rows = status.collect(fleet, mgr)

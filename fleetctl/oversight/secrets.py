@@ -13,10 +13,10 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fleetctl import paths
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.redact import Redactor, read_env_file
-from fleetctl.errors import FleetError
-from fleetctl.profiles import Fleet, Profile
+from fleetctl.fleet.profiles import Fleet, Profile
 
 Mask = Callable[[str], str]
 

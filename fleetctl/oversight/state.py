@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl.atomic import write_atomic
+from fleetctl.common.atomic import write_atomic
 from fleetctl.oversight.model import Violation
 
 STATE_FILE = "oversight.json"

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetctl.fleet.profiles import Profile
 from fleetctl.oversight.model import Violation
-from fleetctl.profiles import Profile
 
 MAX_BODY = 64 * 1024  # a usage report is a few hundred bytes; refuse to parse a runaway one
 
@@ -101,6 +101,8 @@ def fallback_active(p: Profile, usage: Usage) -> Violation | None:
         return None
     on = f" (now using {usage.provider})" if usage.provider else ""
     return Violation.of(
-        "fallback-active", p.name, f"running on its fallback provider{on}",
+        "fallback-active",
+        p.name,
+        f"running on its fallback provider{on}",
         f"check the primary provider's status and credentials; fleetctl logs {p.name}",
     )

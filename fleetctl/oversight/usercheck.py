@@ -1,6 +1,6 @@
 """User-defined checks: a profile's `[[oversight.checks]]` commands. Non-zero exit = violation.
 
-Only commands written in the profile run here, as argv (no shell) through fleetctl.runcmd;
+Only commands written in the profile run here, as argv (no shell) through fleetctl.common.runcmd;
 nothing an LLM or an agent says is ever executed. `{name} {port} {workspace} {config_dir}`
 expand as in `command`; FLEET_AGENT and FLEET_PORT are also set, so a script can ask the agent.
 """
@@ -12,11 +12,11 @@ import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from fleetctl import paths
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.common.runcmd import run
+from fleetctl.fleet.profiles import Profile, UserCheck
 from fleetctl.oversight.model import USER_CHECK_PREFIX, Violation
-from fleetctl.profiles import Profile, UserCheck
-from fleetctl.runcmd import run
 
 Mask = Callable[[str], str]
 OUTPUT_MAX = 300  # one line for an alert; the full output is the user's to get by running it
@@ -24,8 +24,10 @@ OUTPUT_MAX = 300  # one line for an alert; the full output is the user's to get 
 
 def expand(p: Profile, arg: str) -> str:
     for ph, value in (
-        ("{name}", p.name), ("{port}", str(p.port)),
-        ("{workspace}", str(paths.expand(p.workspace))), ("{config_dir}", str(paths.expand(p.config_dir))),
+        ("{name}", p.name),
+        ("{port}", str(p.port)),
+        ("{workspace}", str(paths.expand(p.workspace))),
+        ("{config_dir}", str(paths.expand(p.config_dir))),
     ):
         arg = arg.replace(ph, value)
     return str(paths.expand(arg)) if arg.startswith("~/") else arg

@@ -6,10 +6,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fleetctl import paths
-from fleetctl.profiles import Fleet
-from fleetctl.readiness import health_url
-from fleetctl.systemd import SystemdManager
+from fleetctl.common import paths
+from fleetctl.fleet.profiles import Fleet
+from fleetctl.lifecycle.readiness import health_url
+from fleetctl.systemd.manager import SystemdManager
 
 JSON_VERSION = 1
 
@@ -35,7 +35,7 @@ class AgentStatus:
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
-    from fleetctl.health import probe_many
+    from fleetctl.probes.health import probe_many
 
     units = mgr.units([paths.unit_name(p.name) for p in fleet.profiles])
     targets = [

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from fleetctl import paths
-from fleetctl.profiles import Profile
-from fleetctl.systemd import SystemdManager, UnitInfo
+from fleetctl.common import paths
+from fleetctl.fleet.profiles import Profile
+from fleetctl.systemd.manager import SystemdManager, UnitInfo
 
 NAMESPACE_EXIT = 226
 
@@ -48,7 +48,7 @@ def wait_all_healthy(
     grace: float | None = None,
     interval: float = 0.25,
 ) -> Readiness:
-    from fleetctl.health import probe_many
+    from fleetctl.probes.health import probe_many
 
     out = Readiness()
     start = time.monotonic()

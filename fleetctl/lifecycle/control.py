@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetctl import paths
-from fleetctl.errors import FleetError
-from fleetctl.profiles import load_fleet
-from fleetctl.systemd import SystemdManager
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet.profiles import load_fleet
+from fleetctl.systemd.manager import SystemdManager
 
 
 def control(verb: str, profiles_dir: Path, agents: list[str], all_agents: bool) -> list[str]:

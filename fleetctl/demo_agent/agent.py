@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl import __version__
-from fleetctl.demo_agent_server import Agent, make_server
+from fleetctl.demo_agent.server import Agent, make_server
 
 EX_CONFIG = 78  # sysexits.h: tells "fix the config" apart from a crash, for whoever reads the status
 

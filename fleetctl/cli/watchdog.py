@@ -1,8 +1,5 @@
-"""Click commands for the watchdog: `watchdog`, `incidents`, `ack`. Registered by cli.py through
-`register(main)`; like cli.py, nothing here but argument handling and rendering.
-
-`python -m fleetctl.cli_watchdog ...` runs the whole fleetctl CLI with these commands added, for
-use before cli.py registers them.
+"""Click commands for the watchdog: `watchdog`, `incidents`, `ack`; `fleetctl.cli` calls
+`register(main)`. Like the other command modules, nothing here but argument handling and rendering.
 """
 
 from __future__ import annotations
@@ -15,13 +12,15 @@ from typing import Any
 
 import click
 
+from fleetctl.cli.common import emit_json, handle_errors, profiles_option, resolve_profiles
+
 EXIT_ATTENTION = 2  # the run completed, but an agent needs a human (held, or a fix that failed)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_since(text: str, now: datetime | None = None) -> float:
-    """"90m", "2h", "7d" (ago) or an ISO date/time (UTC unless it says otherwise) -> epoch seconds."""
+    """ "90m", "2h", "7d" (ago) or an ISO date/time (UTC unless it says otherwise) -> epoch seconds."""
     now = now or datetime.now(UTC)
     m = _RELATIVE.match(text.strip().lower())
     if m:
@@ -40,8 +39,10 @@ def summary(report: Any) -> str:
         verdict += f" (held: {', '.join(report.held)}; `fleetctl ack AGENT` after fixing)"
     for p in report.problems:
         verdict += f"\nproblem: {p}"
-    return (f"watchdog: checked {report.agents_checked} agents in {report.duration:.1f}s "
-            f"({counts}); {report.actions} action(s); {verdict}")
+    return (
+        f"watchdog: checked {report.agents_checked} agents in {report.duration:.1f}s "
+        f"({counts}); {report.actions} action(s); {verdict}"
+    )
 
 
 def _cell(v: Any, width: int) -> str:
@@ -67,8 +68,7 @@ def incident_rows(records: list[dict[str, Any]]) -> list[str]:
 
 
 def register(main: click.Group) -> None:
-    """Add the commands to fleetctl's group; call it after cli.py has defined its helpers."""
-    from fleetctl.cli import emit_json, handle_errors, profiles_option, resolve_profiles
+    """Add the commands to fleetctl's group; `fleetctl.cli` calls it once."""
 
     @main.command()
     @profiles_option
@@ -113,4 +113,3 @@ def register(main: click.Group) -> None:
         from fleetctl.healing.hold import ack as do_ack
 
         click.echo(do_ack(agent))
-

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fleetctl import schema
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet import schema
 
 FLEET_FILE = "fleet.toml"
 

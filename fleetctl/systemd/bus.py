@@ -18,7 +18,7 @@ from jeepney import HeaderFields, MatchRule, Message, MessageType
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
 
 DEFAULT_TIMEOUT = 30.0
 # Calls per socket write; at most two chunks are in flight (dbus-daemon's system bus

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fleetctl.errors import LockedError
+from fleetctl.common.errors import LockedError
 
 
 @contextmanager

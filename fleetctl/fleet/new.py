@@ -7,10 +7,10 @@ from pathlib import Path
 
 import tomli_w
 
-from fleetctl import schema
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
-from fleetctl.profiles import FLEET_FILE, load_fleet
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
+from fleetctl.fleet import schema
+from fleetctl.fleet.profiles import FLEET_FILE, load_fleet
 
 COORDINATOR_PORT = 48391
 FIRST_SPECIALIST_PORT = 48520

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from fleetctl.errors import FleetError
+from fleetctl.common.errors import FleetError
 
 log = logging.getLogger(__name__)
 

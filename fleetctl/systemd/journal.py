@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from fleetctl.errors import FleetError
-from fleetctl.runcmd import run
+from fleetctl.common.errors import FleetError
+from fleetctl.common.runcmd import run
 
 Source = Literal["journal", "user-journal", "log-file", "none"]
 

@@ -7,9 +7,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fleetctl import paths
-from fleetctl.atomic import write_atomic
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
 
 VERSION = 1
 

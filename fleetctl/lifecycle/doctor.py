@@ -7,10 +7,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl import hostcheck, paths, ports
-from fleetctl.errors import FleetError
-from fleetctl.profiles import Fleet, load_fleet
-from fleetctl.runcmd import run
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.common.runcmd import run
+from fleetctl.fleet import ports
+from fleetctl.fleet.profiles import Fleet, load_fleet
+from fleetctl.lifecycle import hostcheck
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def diagnose(profiles_dir: Path) -> list[Check]:
 
 
 def _manager_checks(fleet: Fleet | None) -> list[Check]:
-    from fleetctl.systemd import SystemdManager
+    from fleetctl.systemd.manager import SystemdManager
 
     try:
         with SystemdManager() as mgr:
@@ -76,7 +78,7 @@ def _manager_checks(fleet: Fleet | None) -> list[Check]:
 
 
 def _linger() -> Check:
-    from fleetctl.systemd import linger_enabled
+    from fleetctl.systemd.manager import linger_enabled
 
     user = hostcheck.current_user()
     if linger_enabled(user):
@@ -90,7 +92,7 @@ def _linger() -> Check:
 
 
 def _journal(fleet: Fleet | None) -> Check:
-    from fleetctl.journal import journal_readable
+    from fleetctl.systemd.journal import journal_readable
 
     ok, text = journal_readable()
     uses_file = fleet is not None and any(p.log_file for p in fleet.profiles)
@@ -117,7 +119,7 @@ def _crontab() -> Check:
         )
     proc = run(["crontab", "-l"], check=False, timeout=10)
     if proc.returncode == 0 or "no crontab" in proc.stderr:
-        from fleetctl.cron import current_block
+        from fleetctl.lifecycle.cron import current_block
 
         if current_block() is None:
             return Check(

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl import paths
-from fleetctl.profiles import Fleet, Profile
+from fleetctl.common import paths
+from fleetctl.fleet.profiles import Fleet, Profile
 
 PYTHON_SHIM = "%E/fleetctl/bin/python"
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./{}-]+$")
@@ -198,8 +198,8 @@ class RenderResult:
 
 def write_units(profiles_dir: Path, output: Path, target: Target, check: bool) -> RenderResult:
     """`fleetctl render`: write (or with check, compare) every unit; remove stale fleet units."""
-    from fleetctl.atomic import remove, write_atomic
-    from fleetctl.profiles import load_fleet
+    from fleetctl.common.atomic import remove, write_atomic
+    from fleetctl.fleet.profiles import load_fleet
 
     rendered = render_fleet(load_fleet(profiles_dir), target)
     found = drift(rendered, output) if output.is_dir() else [f"{output}: missing"]

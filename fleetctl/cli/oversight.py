@@ -1,6 +1,6 @@
-"""Click commands `oversee` and `metrics`; the lead's cli.py calls `register(main)`.
+"""Click commands `oversee` and `metrics`; `fleetctl.cli` calls `register(main)`.
 
-Kept out of cli.py so that file stays a list of thin adapters; the commands follow the same
+Kept apart so each command module stays a list of thin adapters; the commands follow the same
 rules: one function call, its result rendered as text or a versioned JSON document.
 """
 
@@ -11,17 +11,20 @@ from pathlib import Path
 
 import click
 
+from fleetctl.cli.common import emit_json, handle_errors, profiles_option, resolve_profiles
+
 
 def register(main: click.Group) -> None:
-    # Imported here, not at module level: cli.py imports this module, and these names exist
-    # by the time cli.py calls register().
-    from fleetctl.cli import emit_json, handle_errors, profiles_option, resolve_profiles
 
     @main.command()
     @profiles_option
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable report (versioned).")
-    @click.option("--metrics-output", type=click.Path(path_type=Path), default=None,
-                  help="Prometheus textfile to refresh (default: <state dir>/metrics/fleetctl.prom).")
+    @click.option(
+        "--metrics-output",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Prometheus textfile to refresh (default: <state dir>/metrics/fleetctl.prom).",
+    )
     @handle_errors
     def oversee(profiles_dir: Path | None, as_json: bool, metrics_output: Path | None) -> None:
         """One oversight pass: check the fleet, alert, tell the coordinator (cron: every 5 min).
@@ -30,8 +33,8 @@ def register(main: click.Group) -> None:
         be checked or told (a check error, an alert still queued, an inbox refusing); those
         lines go to stderr. 75: another pass is running.
         """
+        from fleetctl.fleet.profiles import load_fleet
         from fleetctl.oversight.run import oversee as run_pass
-        from fleetctl.profiles import load_fleet
 
         report = run_pass(load_fleet(resolve_profiles(profiles_dir)), metrics_output)
         if as_json:
@@ -46,12 +49,17 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @profiles_option
-    @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-                  help="The .prom file (default: <state dir>/metrics/fleetctl.prom).")
+    @click.option(
+        "--output",
+        "-o",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The .prom file (default: <state dir>/metrics/fleetctl.prom).",
+    )
     @handle_errors
     def metrics(profiles_dir: Path | None, output: Path | None) -> None:
         """Write Prometheus metrics for node_exporter's textfile collector, atomically."""
+        from fleetctl.fleet.profiles import load_fleet
         from fleetctl.oversight.run import metrics as write_metrics
-        from fleetctl.profiles import load_fleet
 
         click.echo(f"wrote {write_metrics(load_fleet(resolve_profiles(profiles_dir)), output)}")

@@ -15,9 +15,9 @@ from typing import Any
 
 from jeepney import DBusAddress, MatchRule, Properties, new_method_call
 
-from fleetctl import paths
-from fleetctl.dbus import DBusError, Reply, StringCall, connect
-from fleetctl.errors import FleetError
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.systemd.bus import DBusError, Reply, StringCall, connect
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"

@@ -8,7 +8,7 @@ variables go through `/usr/bin/env` rather than shell syntax so a crontab `SHELL
 still runs the line.
 
 Everything outside the markers is the user's and is written back byte for byte: the crontab
-is read into a file through a shell redirect (fleetctl.runcmd decodes output as text, which
+is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
 would replace non-UTF-8 bytes) and installed from a file (`crontab FILE`). One thing no tool
 can keep: Debian's `crontab -l` itself prints a carriage return as the two characters "\r".
 """
@@ -22,9 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fleetctl import paths
-from fleetctl.errors import FleetError
-from fleetctl.runcmd import run
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+from fleetctl.common.runcmd import run
 
 BEGIN = b"# BEGIN fleetctl (managed; do not edit)"
 END = b"# END fleetctl"
@@ -72,8 +72,16 @@ def _line_env() -> list[str]:
 
 
 def _command(verb: str, profiles_dir: Path) -> str:
-    argv = [ENV, *_line_env(), sys.executable, "-m", "fleetctl", verb,
-            "--profiles", str(profiles_dir.resolve())]
+    argv = [
+        ENV,
+        *_line_env(),
+        sys.executable,
+        "-m",
+        "fleetctl",
+        verb,
+        "--profiles",
+        str(profiles_dir.resolve()),
+    ]
     line = f"{shlex.join(argv)} >>{shlex.quote(str(log_path()))} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 

@@ -127,7 +127,7 @@ def probe_many(targets: Sequence[tuple[K, str, float, int]]) -> dict[K, HealthRe
     httpx import: that is what keeps `fleetctl status` for 50 agents inside 300 ms. https
     targets go through httpx.
     """
-    from fleetctl.httpprobe import get_status_many
+    from fleetctl.probes.httpprobe import get_status_many
 
     plain = [t for t in targets if t[1].lower().startswith("http://")]
     other = [t for t in targets if not t[1].lower().startswith("http://")]

@@ -1,0 +1,193 @@
+"""Commands for the fleet: render, new, install, uninstall, status, start/stop/restart, logs, doctor."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from fleetctl.cli.common import (
+    emit_json,
+    handle_errors,
+    main,
+    profiles_option,
+    resolve_profiles,
+    warn_if_root,
+)
+from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
+
+
+@main.command()
+@click.argument("profiles_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("units"), show_default=True)
+@click.option("--check", is_flag=True, help="Fail when the output folder is out of date; write nothing.")
+@click.option(
+    "--systemd-version", type=int, default=None, help="Render for this systemd version (default 252)."
+)
+@click.option("--no-userns", is_flag=True, help="Render for a host without user namespaces.")
+@handle_errors
+def render(
+    profiles_dir: Path | None, output: Path, check: bool, systemd_version: int | None, no_userns: bool
+) -> None:
+    """Render unit files from PROFILES_DIR (default ./profiles) into --output."""
+    from fleetctl.systemd.render import BASELINE, Target, write_units
+
+    target = Target(systemd_version or BASELINE.systemd_version, userns=not no_userns)
+    result = write_units(resolve_profiles(profiles_dir), output, target, check=check)
+    for line in result.lines:
+        click.echo(line)
+    if check and result.drift:
+        raise FleetError(f"{output} is out of date ({len(result.drift)} unit(s)); run `fleetctl render`")
+
+
+@main.command("new")
+@click.argument("name")
+@profiles_option
+@click.option("--role", type=click.Choice(["specialist", "coordinator"]), default="specialist")
+@click.option("--description", "-d", default="")
+@click.option("--after", multiple=True, help="Agent that must start first (repeatable).")
+@click.option(
+    "--command",
+    "command",
+    default=None,
+    help='The agent\'s command line, e.g. "/usr/bin/agent --port {port}".',
+)
+@handle_errors
+def new(
+    name: str,
+    profiles_dir: Path | None,
+    role: str,
+    description: str,
+    after: tuple[str, ...],
+    command: str | None,
+) -> None:
+    """Write a new profile NAME.toml with the next free port."""
+    import shlex
+
+    from fleetctl.fleet.new import new_profile
+
+    path = new_profile(
+        resolve_profiles(profiles_dir),
+        name,
+        role,
+        description,
+        shlex.split(command) if command else None,
+        list(after),
+    )
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("profiles_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--prune", is_flag=True, help="Stop and remove units whose profile is gone.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the agents' health endpoints.")
+@handle_errors
+def install(profiles_dir: Path | None, prune: bool, dry_run: bool, no_wait: bool) -> None:
+    """Install the fleet in PROFILES_DIR as user units, start it, wait until healthy."""
+    from fleetctl.lifecycle.install import install as do_install
+
+    warn_if_root()
+    do_install(resolve_profiles(profiles_dir), prune=prune, dry_run=dry_run, say=click.echo, wait=not no_wait)
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also delete the workspaces and config dirs install created.")
+@handle_errors
+def uninstall(purge: bool) -> None:
+    """Stop and remove everything fleetctl installed (and nothing else)."""
+    from fleetctl.lifecycle.install import uninstall as do_uninstall
+
+    warn_if_root()
+    do_uninstall(purge=purge, say=click.echo)
+
+
+@main.command()
+@profiles_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
+@handle_errors
+def status(profiles_dir: Path | None, as_json: bool) -> None:
+    """One row per agent: state, PID, port, health, restarts, uptime, memory."""
+    from fleetctl.fleet.profiles import load_fleet
+    from fleetctl.lifecycle import status as st
+    from fleetctl.oversight import staleness, staleness_lines
+    from fleetctl.systemd.manager import SystemdManager
+
+    fleet = load_fleet(resolve_profiles(profiles_dir))
+    with SystemdManager() as mgr:
+        rows = st.collect(fleet, mgr)
+    jobs = staleness(fleet)  # a human reading status must see when the monitors stopped
+    if as_json:
+        emit_json(st.as_json(rows, {"jobs": jobs}))
+    else:
+        for line in st.table(rows):
+            click.echo(line)
+        for line in staleness_lines(jobs):
+            click.echo(line)
+
+
+def _control(verb: str, agents: tuple[str, ...], all_: bool, profiles_dir: Path | None) -> None:
+    from fleetctl.lifecycle.control import control
+
+    warn_if_root()
+    if not agents and not all_:
+        raise click.UsageError(f"name the agents to {verb}, or pass --all")
+    for line in control(verb, resolve_profiles(profiles_dir), list(agents), all_):
+        click.echo(line)
+
+
+for _verb in ("start", "stop", "restart"):
+
+    def _make(verb: str) -> None:
+        @main.command(verb, help=f"{verb.capitalize()} agents and wait for the job to finish.")
+        @click.argument("agents", nargs=-1)
+        @click.option("--all", "all_", is_flag=True, help="Every agent in the fleet.")
+        @profiles_option
+        @handle_errors
+        def cmd(agents: tuple[str, ...], all_: bool, profiles_dir: Path | None) -> None:
+            _control(verb, agents, all_, profiles_dir)
+
+    _make(_verb)
+
+
+@main.command()
+@click.argument("agent")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@profiles_option
+@handle_errors
+def logs(agent: str, lines: int, follow: bool, profiles_dir: Path | None) -> None:
+    """Show an agent's log lines from the journal."""
+    from fleetctl.fleet.profiles import load_fleet
+    from fleetctl.systemd import journal
+
+    p = load_fleet(resolve_profiles(profiles_dir)).get(agent)
+    unit = paths.unit_name(p.name)
+    if follow:
+        argv = journal.follow_argv(unit, lines)
+        os.execvp(argv[0], argv)
+    got = journal.tail(unit, lines, paths.agent_log_file(p.name) if p.log_file else None)
+    for line in got.lines:
+        click.echo(line)
+    if not got.lines:
+        click.echo(f"no log lines for {unit} (source tried: journal; see `fleetctl doctor`)", err=True)
+
+
+@main.command()
+@profiles_option
+@handle_errors
+def doctor(profiles_dir: Path | None) -> None:
+    """Check the host and the fleet; say how to fix each problem."""
+    from fleetctl.lifecycle.doctor import diagnose
+
+    checks = diagnose(resolve_profiles(profiles_dir))
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+    for c in checks:
+        click.echo(f"{marks[c.level]}  {c.id:<16} {c.text}")
+        if c.fix and c.level != "ok":
+            click.echo(f"      {'':<16} fix: {c.fix}")
+    if any(c.level == "fail" for c in checks):
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Small shared helpers: errors, paths, atomic writes, locks, subprocesses."""

@@ -1,0 +1,1 @@
+"""The bundled stand-in agent: `python -m fleetctl.demo_agent`."""

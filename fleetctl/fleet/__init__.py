@@ -1,0 +1,1 @@
+"""The fleet model: profiles, the settings schema, ports, new profiles."""

@@ -1,0 +1,1 @@
+"""Install, control, readiness, status, doctor, and the crontab block."""

@@ -1,0 +1,1 @@
+"""Health probes of the agents' HTTP endpoints."""

@@ -1,0 +1,1 @@
+"""The systemd side: D-Bus client, journal, unit rendering."""
