@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,19 +71,75 @@ def test_damaged_block_is_not_guessed_at() -> None:
 def test_rendered_lines_name_everything_cron_does_not_give(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A HOME that is not the passwd one: cron would give the passwd home, so everything is absolute.
     monkeypatch.setenv("HOME", str(tmp_path / "h o%me"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/4242")
-    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
-    text = cron.render_block(15, 5, tmp_path / "profiles").decode()
+    for var in ("DBUS_SESSION_BUS_ADDRESS", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    text = cron.render_block(15, 5, cron.installed_paths(tmp_path / "profiles")).decode()
     lines = text.splitlines()
     assert lines[0] == cron.BEGIN.decode() and lines[-1] == cron.END.decode()
     wd, ov = lines[1], lines[2]
     assert wd.startswith("2-59/15 * * * * /usr/bin/env XDG_RUNTIME_DIR=/run/user/4242 ")
     assert ov.startswith("*/5 * * * * ")
-    assert f"{sys.executable} -m fleetctl watchdog --profiles {tmp_path}/profiles" in wd
-    assert " -m fleetctl oversee " in ov
-    assert "'HOME=" in wd and "h o\\%me" in wd and ">>" in wd and wd.endswith(" 2>&1")
+    words = shlex.split(wd.split(None, 5)[5].replace("\\%", "%"))
+    home = tmp_path / "h o%me"
+    assert words[:3] == ["/usr/bin/env", "XDG_RUNTIME_DIR=/run/user/4242", f"HOME={home}"]
+    assert words[3:9] == [
+        f"{home}/.config/fleetctl/bin/python",
+        "-m",
+        "fleetctl",
+        "watchdog",
+        "--profiles",
+        f"{tmp_path}/profiles",
+    ]
+    assert words[9:] == [f">>{home}/.local/state/fleetctl/cron.log", "2>&1"]
+    assert " -m fleetctl oversee " in ov and "$HOME" not in text
     assert "%" not in wd.replace("\\%", "")  # every % escaped for cron
+
+
+def test_default_layout_writes_exactly_the_checked_in_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The passwd home, the standard runtime dir, default XDG dirs: the line is the portable one,
+    # byte for byte what `fleetctl render` wrote to watchdog/crontab.
+    import os
+    import pwd
+
+    monkeypatch.setenv("HOME", pwd.getpwuid(os.getuid()).pw_dir)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")
+    for var in ("DBUS_SESSION_BUS_ADDRESS", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    where = cron.installed_paths(cron.profiles_link())
+    assert where == cron.PORTABLE
+    checked_in = (Path(__file__).parent.parent / "watchdog" / "crontab").read_text()
+    assert cron.render_block(15, 5, where).decode() in checked_in
+    # A bus address other than the runtime dir's own is named; an odd XDG dir is absolute.
+    monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
+    where = cron.installed_paths(cron.profiles_link())
+    assert where.log == "/srv/state/fleetctl/cron.log" and "XDG_STATE_HOME=/srv/state" in where.env
+
+
+def test_portable_line_runs_under_cron_shell(tmp_path: Path) -> None:
+    # /bin/sh expands the line's $HOME and $(id -u) as cron's shell does: the words are right.
+    block = cron.render_block(15, 5).decode().splitlines()[1]
+    command = block.split(None, 5)[5].replace("/usr/bin/env", "/usr/bin/printf '%s\\n'", 1)
+    command = command.split(" >>")[0]
+    out = subprocess.run(
+        ["/usr/bin/env", "-i", f"HOME={tmp_path}", "/bin/sh", "-c", command.replace("\\%", "%")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    import os
+
+    assert out == [
+        f"XDG_RUNTIME_DIR=/run/user/{os.getuid()}",
+        f"{tmp_path}/.config/fleetctl/bin/python",
+        "-m",
+        "fleetctl",
+        "watchdog",
+        "--profiles",
+        f"{tmp_path}/.config/fleetctl/profiles",
+    ]
 
 
 # In the test bed: the real crontab(1), against the namespace's private /var/spool/cron.
@@ -141,7 +198,8 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
         listing = m.run(["crontab", "-l"], env=m.ns_env()).stdout
         (line,) = [ln for ln in listing.splitlines() if " watchdog --profiles " in ln]
         command = line.split(None, 5)[5]
-        assert "XDG_RUNTIME_DIR=/run/user/0" in command and shlex.split(command)[0] == "/usr/bin/env"
+        # The manager's runtime dir is the standard one for this uid: the shell works it out.
+        assert 'XDG_RUNTIME_DIR="/run/user/$(id -u)"' in command and shlex.split(command)[0] == "/usr/bin/env"
         # What cron gives a job: nothing but these four (HOME from passwd, not the test's HOME).
         cron_env = ["PATH=/usr/bin:/bin", "HOME=/root", "SHELL=/bin/sh", "LOGNAME=root"]
         proc = m.run(["/usr/bin/env", "-i", *cron_env, "/bin/sh", "-c", command], env=m.ns_env())

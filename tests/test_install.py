@@ -40,7 +40,8 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
     assert ws.is_dir() and (ws.stat().st_mode & 0o777) == 0o700
     crontab = fleetctl.manager.run(["crontab", "-l"], env=fleetctl.env).stdout
     assert "# BEGIN fleetctl" in crontab and " watchdog " in crontab and " oversee " in crontab
-    assert f"--profiles {example_profiles}" in crontab
+    link = home / ".config/fleetctl/profiles"
+    assert f"--profiles {link} " in crontab and link.resolve() == example_profiles.resolve()
 
     # status --json agrees with what D-Bus says.
     unit = fleetctl.unit("coder")

@@ -47,6 +47,7 @@ def test_render_is_deterministic() -> None:
 
 def test_check_detects_drift_and_extra_units(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "units", tmp_path / "units")
+    shutil.copytree(ROOT / "watchdog", tmp_path / "watchdog")
     runner = CliRunner()
     args = ["render", str(ROOT / "profiles"), "-o", str(tmp_path / "units")]
     assert runner.invoke(main, [*args, "--check"]).exit_code == 0
@@ -58,11 +59,26 @@ def test_check_detects_drift_and_extra_units(tmp_path: Path) -> None:
     assert (
         "fleet-coder.service: differs" in result.output and "fleet-ghost.service: no profile" in result.output
     )
-    assert "out of date (2 unit(s))" in result.output
+    assert f"{tmp_path / 'units'} out of date" in result.output
     assert unit.read_text().count("RestartSec=9") == 1  # --check wrote nothing
     assert runner.invoke(main, args).exit_code == 0
     assert runner.invoke(main, [*args, "--check"]).exit_code == 0
     assert not (tmp_path / "units" / "fleet-ghost.service").exists()
+
+
+def test_check_covers_the_watchdog_folder(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "units", tmp_path / "units")
+    runner = CliRunner()
+    args = ["render", str(ROOT / "profiles"), "-o", str(tmp_path / "units")]
+    missing = runner.invoke(main, [*args, "--check"])
+    assert missing.exit_code == 1 and "watchdog/crontab: missing" in missing.output
+    assert runner.invoke(main, args).exit_code == 0
+    crontab = tmp_path / "watchdog" / "crontab"
+    assert crontab.read_text() == (ROOT / "watchdog" / "crontab").read_text()
+    crontab.write_text(crontab.read_text().replace("*/5 ", "*/6 "))
+    drifted = runner.invoke(main, [*args, "--check"])
+    assert drifted.exit_code == 1 and f"{tmp_path / 'watchdog'} out of date" in drifted.output
+    assert "*/6 " in crontab.read_text()  # --check wrote nothing
 
 
 def test_unit_contents(tmp_path: Path) -> None:

@@ -28,19 +28,41 @@ from fleetctl.common.errors import FleetError
     "--systemd-version", type=int, default=None, help="Render for this systemd version (default 252)."
 )
 @click.option("--no-userns", is_flag=True, help="Render for a host without user namespaces.")
+@click.option(
+    "--watchdog-output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the watchdog's artefacts go (default: watchdog/ beside --output).",
+)
 @handle_errors
 def render(
-    profiles_dir: Path | None, output: Path, check: bool, systemd_version: int | None, no_userns: bool
+    profiles_dir: Path | None,
+    output: Path,
+    check: bool,
+    systemd_version: int | None,
+    no_userns: bool,
+    watchdog_output: Path | None,
 ) -> None:
-    """Render unit files from PROFILES_DIR (default ./profiles) into --output."""
+    """Render unit files from PROFILES_DIR (default ./profiles) into --output, and the watchdog's
+    crontab block into watchdog/."""
+    from fleetctl.fleet.profiles import load_fleet
+    from fleetctl.lifecycle import cron
     from fleetctl.systemd.render import BASELINE, Target, write_units
 
     target = Target(systemd_version or BASELINE.systemd_version, userns=not no_userns)
-    result = write_units(resolve_profiles(profiles_dir), output, target, check=check)
+    folder = resolve_profiles(profiles_dir)
+    result = write_units(folder, output, target, check=check)
     for line in result.lines:
         click.echo(line)
-    if check and result.drift:
-        raise FleetError(f"{output} is out of date ({len(result.drift)} unit(s)); run `fleetctl render`")
+    s = load_fleet(folder).settings
+    wd_dir = watchdog_output if watchdog_output is not None else output.parent / "watchdog"
+    said, wd_drift = cron.write_artefact(
+        s.watchdog_interval_minutes, s.oversight_interval_minutes, wd_dir, check=check
+    )
+    click.echo(said)
+    if check and (result.drift or wd_drift):
+        stale = [str(output)] * bool(result.drift) + [str(wd_dir)] * wd_drift
+        raise FleetError(f"{' and '.join(stale)} out of date; run `fleetctl render`")
 
 
 @main.command("new")

@@ -1,11 +1,14 @@
 """fleetctl's marked block in the user's crontab: `fleetctl watchdog` and `fleetctl oversee`.
 
-Cron runs a line with a bare environment (PATH=/usr/bin:/bin, HOME, SHELL=/bin/sh, LOGNAME), so
-each line names everything itself: the interpreter by absolute path, the profiles folder by
-absolute path, and the runtime dir fleetctl reaches the user manager through, taken from the
-install-time environment (a test manager or a non-standard runtime dir then works too). The
-variables go through `/usr/bin/env` rather than shell syntax so a crontab `SHELL=` of any kind
-still runs the line.
+Cron runs a line with a bare environment (PATH=/usr/bin:/bin, HOME, SHELL=/bin/sh, LOGNAME) through
+`/bin/sh -c`, so each line names everything itself, the way units do with `%h`/`%E`: paths under
+the user's home are written `"$HOME/..."` and the runtime dir `/run/user/$(id -u)`, which the
+shell expands. The interpreter is the shim install writes (`~/.config/fleetctl/bin/python`), the
+profiles folder the link install writes (`~/.config/fleetctl/profiles`). The block is then the
+same on every host and for every user with default XDG dirs: `fleetctl render` writes it to
+`watchdog/crontab` beside `units/`, and install writes exactly that text. Where the install-time
+environment differs from what cron gives (a HOME other than the passwd one, XDG dirs elsewhere, a
+non-standard runtime dir or bus), those values are written into the line as absolute paths.
 
 Everything outside the markers is the user's and is written back byte for byte: the crontab
 is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shlex
-import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetctl.common import paths
@@ -52,48 +56,134 @@ def schedule(minutes: int, offset: int = 0) -> str:
     )
 
 
-def _line_env() -> list[str]:
-    """The variables a cron run needs to find the same manager and state as this shell."""
-    runtime = str(paths.runtime_dir())
-    out = [f"XDG_RUNTIME_DIR={runtime}"]
+@dataclass(frozen=True)
+class LinePaths:
+    """What a cron line names, as shell words (already quoted for /bin/sh)."""
+
+    env: tuple[str, ...]
+    python: str
+    profiles: str
+    log: str
+
+
+# The default XDG layout under $HOME, which is what `watchdog/crontab` shows.
+PORTABLE = LinePaths(
+    env=('XDG_RUNTIME_DIR="/run/user/$(id -u)"',),
+    python='"$HOME/.config/fleetctl/bin/python"',
+    profiles='"$HOME/.config/fleetctl/profiles"',
+    log='"$HOME/.local/state/fleetctl/cron.log"',
+)
+_SAFE_IN_DQUOTES = re.compile(r'[^"$`\\\n]*')
+
+
+def _under_home(path: Path, home: Path) -> str:
+    """`"$HOME/rel"` for a path under home whose rest needs no escaping, else a quoted absolute path."""
     try:
-        pw_home = pwd.getpwuid(os.getuid()).pw_dir
+        rel = path.relative_to(home)
+    except ValueError:
+        return shlex.quote(str(path))
+    if _SAFE_IN_DQUOTES.fullmatch(str(rel)):
+        return f'"$HOME/{rel}"'
+    return shlex.quote(str(path))
+
+
+def installed_paths(profiles_dir: Path) -> LinePaths:
+    """The line for this shell's environment: PORTABLE's words wherever cron's view agrees."""
+    home = paths.home()
+    try:
+        pw_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
     except KeyError:
-        pw_home = ""
-    if str(paths.home()) != pw_home:
-        out.append(f"HOME={paths.home()}")  # cron would give the passwd home: different state dir
+        pw_home = Path("/nonexistent")
+    env: list[str] = []
+    runtime = paths.runtime_dir()
+    env.append(
+        PORTABLE.env[0]
+        if runtime == Path(f"/run/user/{os.getuid()}")
+        else shlex.quote(f"XDG_RUNTIME_DIR={runtime}")
+    )
+    if home != pw_home:
+        env.append(shlex.quote(f"HOME={home}"))  # cron would give the passwd home: other state dir
+        shell_home = Path("/nonexistent-home")  # so that nothing is written as "$HOME/..."
+    else:
+        shell_home = home
     for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
         if os.environ.get(var, "").startswith("/"):
-            out.append(f"{var}={os.environ[var]}")
+            env.append(shlex.quote(f"{var}={os.environ[var]}"))
     bus = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
     if bus and bus != f"unix:path={runtime}/bus":
-        out.append(f"DBUS_SESSION_BUS_ADDRESS={bus}")
-    return out
+        env.append(shlex.quote(f"DBUS_SESSION_BUS_ADDRESS={bus}"))
+    link = profiles_link()
+    return LinePaths(
+        env=tuple(env),
+        python=_under_home(paths.python_shim(), shell_home),
+        profiles=_under_home(link if link.resolve() == profiles_dir.resolve() else profiles_dir, shell_home),
+        log=_under_home(log_path(), shell_home),
+    )
 
 
-def _command(verb: str, profiles_dir: Path) -> str:
-    argv = [
-        ENV,
-        *_line_env(),
-        sys.executable,
-        "-m",
-        "fleetctl",
-        verb,
-        "--profiles",
-        str(profiles_dir.resolve()),
-    ]
-    line = f"{shlex.join(argv)} >>{shlex.quote(str(log_path()))} 2>&1"
+def _command(verb: str, where: LinePaths) -> str:
+    line = f"{ENV} {' '.join(where.env)} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
+    line += f" >>{where.log} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 
 
-def render_block(interval_watchdog: int, interval_oversee: int, profiles_dir: Path) -> bytes:
+def render_block(interval_watchdog: int, interval_oversee: int, where: LinePaths = PORTABLE) -> bytes:
     lines = [
         BEGIN.decode(),
-        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', profiles_dir)}",
-        f"{schedule(interval_oversee)} {_command('oversee', profiles_dir)}",
+        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', where)}",
+        f"{schedule(interval_oversee)} {_command('oversee', where)}",
         END.decode(),
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def profiles_link() -> Path:
+    """The link install points at the installed profiles folder, so the line need not name it."""
+    return paths.fleet_config_dir() / "profiles"
+
+
+def link_profiles(profiles_dir: Path) -> None:
+    """Point `profiles_link()` at profiles_dir (replaced atomically)."""
+    link = profiles_link()
+    target = profiles_dir.resolve()
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return
+    link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def artefact_text(interval_watchdog: int, interval_oversee: int) -> str:
+    """`watchdog/crontab`: the block install writes for a user with default XDG dirs."""
+    head = (
+        "# Generated by fleetctl render from profiles/fleet.toml: the block `fleetctl install` adds to\n"
+        "# the user's crontab (with default XDG dirs; other layouts get absolute paths instead).\n"
+        "# Do not edit: change [watchdog]/[oversight] interval_minutes and run `fleetctl render`.\n"
+    )
+    return head + render_block(interval_watchdog, interval_oversee).decode()
+
+
+ARTEFACT = "crontab"
+
+
+def write_artefact(
+    interval_watchdog: int, interval_oversee: int, out_dir: Path, check: bool
+) -> tuple[str, bool]:
+    """`fleetctl render` for `watchdog/`: write (or with check, compare) the crontab artefact.
+
+    Returns (what to say, drift); with check nothing is written."""
+    from fleetctl.common.atomic import write_atomic
+
+    f = out_dir / ARTEFACT
+    text = artefact_text(interval_watchdog, interval_oversee)
+    if f.is_file() and f.read_text() == text:
+        return f"{out_dir}: up to date", False
+    if check:
+        return f"{f}: {'differs' if f.exists() else 'missing'}", True
+    write_atomic(f, text)
+    return f"wrote {f}", False
 
 
 def split(crontab: bytes) -> tuple[bytes, bytes | None, bytes]:
@@ -143,7 +233,8 @@ def write_crontab(data: bytes) -> None:
 
 def install_block(interval_watchdog: int, interval_oversee: int, profiles_dir: Path) -> bool:
     """Add or update the block; True when the crontab changed (a second call changes nothing)."""
-    block = render_block(interval_watchdog, interval_oversee, profiles_dir)
+    link_profiles(profiles_dir)
+    block = render_block(interval_watchdog, interval_oversee, installed_paths(profiles_dir))
     log_path().parent.mkdir(parents=True, exist_ok=True)  # the shell's >> cannot create it
     current = read_crontab()
     new = merge(current, block)
@@ -154,7 +245,9 @@ def install_block(interval_watchdog: int, interval_oversee: int, profiles_dir: P
 
 
 def remove_block() -> bool:
-    """Remove the block; True when there was one."""
+    """Remove the block (and the profiles link); True when there was one."""
+    if profiles_link().is_symlink():
+        profiles_link().unlink()
     current = read_crontab()
     if split(current)[1] is None:
         return False
