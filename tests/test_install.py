@@ -112,6 +112,15 @@ def test_install_example_fleet_and_operate_it(fleetctl: Fleetctl, example_profil
     for a in AGENTS:
         assert fleetctl.unit(a).active_state == "inactive"
     (unit_dir / "mine.service").unlink()
+    # status of a fleet that is not installed fails and says what to do, like systemctl does.
+    gone = fleetctl("status", "--profiles", str(example_profiles), check=False)
+    assert gone.returncode == 4 and "is installed; run `fleetctl install" in gone.stderr, gone
+
+    # Reinstall over the kept dirs, then purge: fleetctl still knows which dirs it made.
+    fleetctl("install", str(example_profiles))
+    purged = fleetctl("uninstall", "--purge").stdout
+    assert f"purged {ws}" in purged and not ws.exists()
+    assert "nothing to purge" in fleetctl("uninstall", "--purge").stdout
 
 
 def test_invalid_agent_config_fails_install_with_its_log_lines(fleetctl: Fleetctl, tmp_path: Path) -> None:
@@ -186,7 +195,7 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
 
         out = wait_for(doctor_seeing_holder, 10, "doctor to see the holder")
         assert f"a: port {port} is held by pid" in out and "socket" in out
-        assert "fix: sudo loginctl enable-linger root" in out
+        assert "fix: loginctl enable-linger root (as root if it asks for a password)" in out
         assert "ok    manager" in out
         assert fleetctl("doctor", "--profiles", str(profiles), check=False).returncode == 1
     finally:

@@ -19,18 +19,45 @@ from fleetctl.common.errors import FleetError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug or an unforeseen condition, not the user's input
+
+
 def handle_errors(fn: F) -> F:
-    """Turn FleetError into one clean line and an exit code; tracebacks only with --debug."""
+    """Turn any error into one clean line and an exit code; tracebacks only with --debug.
+
+    FleetError carries its own message and code; an OSError names the file and the reason; any
+    other exception is a fleetctl bug, said so in one line (exit 70) with the way to see more."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
         except FleetError as e:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
+            if debug:
                 raise
             click.echo(f"fleetctl: {e}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("fleetctl: interrupted", err=True)
+            sys.exit(130)
+        except OSError as e:
+            if debug:
+                raise
+            where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+            click.echo(f"fleetctl: {where + ': ' if where else ''}{e.strerror or e}", err=True)
+            sys.exit(1)
+        except Exception as e:
+            if debug:
+                raise
+            click.echo(
+                f"fleetctl: internal error: {type(e).__name__}: {e} (run again with --debug for the "
+                "traceback, and report it)",
+                err=True,
+            )
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper  # type: ignore[return-value]
 
@@ -67,11 +94,26 @@ def profiles_option(f: F) -> F:
         "profiles_dir",
         type=click.Path(path_type=Path),
         default=None,
-        help="Profiles folder (default: ./profiles, else the folder of the last install).",
+        help="Profiles folder (default: the installed fleet's, else ./profiles).",
     )(f)
 
 
-def resolve_profiles(profiles_dir: Path | None) -> Path:
-    from fleetctl.lifecycle.manifest import default_profiles_dir
+def known_agent(agent: str, profiles_dir: Path | None) -> None:
+    """Refuse a name that is no agent of the fleet (a typo must not look like "nothing to do")."""
+    from fleetctl.fleet.profiles import load_fleet
 
-    return profiles_dir if profiles_dir is not None else default_profiles_dir()
+    load_fleet(resolve_profiles(profiles_dir)).get(agent)
+
+
+def resolve_profiles(profiles_dir: Path | None) -> Path:
+    """--profiles, else the fleet fleetctl acts on by default; a note on stderr when a
+    ./profiles folder here is not that fleet, so nobody acts on one fleet believing it the other."""
+    from fleetctl.lifecycle.manifest import default_profiles_dir, shadowed_profiles_note
+
+    if profiles_dir is not None:
+        return profiles_dir
+    chosen = default_profiles_dir()
+    note = shadowed_profiles_note(chosen)
+    if note:
+        click.echo(f"fleetctl: {note}", err=True)
+    return chosen

@@ -68,8 +68,16 @@ def render(
 @main.command("new")
 @click.argument("name")
 @profiles_option
-@click.option("--role", type=click.Choice(["specialist", "coordinator"]), default="specialist")
-@click.option("--description", "-d", default="")
+@click.option(
+    "--role",
+    type=click.Choice(["specialist", "coordinator"]),
+    default="specialist",
+    show_default=True,
+    help="A coordinator gets the first port of the range and the fleet's inbox; specialists follow.",
+)
+@click.option(
+    "--description", "-d", default="", help="One line on what the agent does (the unit's Description=)."
+)
 @click.option("--after", multiple=True, help="Agent that must start first (repeatable).")
 @click.option(
     "--command",
@@ -141,6 +149,13 @@ def status(profiles_dir: Path | None, as_json: bool) -> None:
     fleet = load_fleet(resolve_profiles(profiles_dir))
     with SystemdManager() as mgr:
         rows = st.collect(fleet, mgr)
+    if rows and all(r.load_state == "not-found" for r in rows):
+        # Like `systemctl status` of a unit that does not exist: say so and fail (exit 4).
+        raise FleetError(
+            f"no agent of the fleet in {fleet.directory} is installed; "
+            f"run `fleetctl install {fleet.directory}`",
+            exit_code=4,
+        )
     jobs = staleness(fleet)  # a human reading status must see when the monitors stopped
     if as_json:
         emit_json(st.as_json(rows, {"jobs": jobs}))

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from fleetctl.cli.common import emit_json, handle_errors, profiles_option, resolve_profiles
+from fleetctl.cli.common import emit_json, handle_errors, known_agent, profiles_option, resolve_profiles
 
 EXIT_ATTENTION = 2  # the run completed, but an agent needs a human (held, or a fix that failed)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -93,10 +93,14 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
     @click.option("--agent", default=None, help="Only this agent's incidents.")
     @click.option("--since", default=None, help="Only newer ones: 30m, 2h, 7d or an ISO date/time (UTC).")
+    @profiles_option
     @handle_errors
-    def incidents(as_json: bool, agent: str | None, since: str | None) -> None:
+    def incidents(as_json: bool, agent: str | None, since: str | None, profiles_dir: Path | None) -> None:
         """What the watchdog saw and did, oldest first."""
         from fleetctl.healing import incidents as log
+
+        if agent is not None:
+            known_agent(agent, profiles_dir)
 
         records = log.read(agent=agent, since=parse_since(since) if since else None)
         if as_json:
@@ -107,9 +111,11 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.argument("agent")
+    @profiles_option
     @handle_errors
-    def ack(agent: str) -> None:
+    def ack(agent: str, profiles_dir: Path | None) -> None:
         """Clear AGENT's hold: the watchdog may act on it again."""
         from fleetctl.healing.hold import ack as do_ack
 
+        known_agent(agent, profiles_dir)
         click.echo(do_ack(agent))

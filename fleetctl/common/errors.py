@@ -6,6 +6,11 @@ class FleetError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str = "", *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
 
 class LockedError(FleetError):
     """Another fleetctl run holds the lock."""

@@ -74,11 +74,15 @@ def _manager_checks(fleet: Fleet | None) -> list[Check]:
                 )
             return out
     except FleetError as e:
-        return [Check("manager", "fail", str(e), "loginctl enable-linger $USER, then log in again")]
+        from fleetctl.systemd.manager import linger_fix
+
+        return [
+            Check("manager", "fail", str(e), f"{linger_fix(hostcheck.current_user())}, then log in again")
+        ]
 
 
 def _linger() -> Check:
-    from fleetctl.systemd.manager import linger_enabled
+    from fleetctl.systemd.manager import linger_enabled, linger_fix
 
     user = hostcheck.current_user()
     if linger_enabled(user):
@@ -87,7 +91,7 @@ def _linger() -> Check:
         "linger",
         "fail",
         f"lingering off for {user}: agents stop at logout and do not start at boot",
-        f"sudo loginctl enable-linger {user}",
+        linger_fix(user),
     )
 
 

@@ -308,15 +308,22 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
 
     if cron.remove_block():
         say("removed the fleetctl block from the crontab")
-    for path in (paths.python_shim(), manifest.manifest_path()):
-        remove(path)
+    remove(paths.python_shim())
     shutil.rmtree(paths.fleet_config_dir() / "credentials", ignore_errors=True)
     if purge:
         for dirs in m.created_dirs.values():
             for d in dirs:
                 shutil.rmtree(d, ignore_errors=True)
                 say(f"purged {d}")
+        if not m.created_dirs:
+            say("nothing to purge: no workspace or config dir was created by fleetctl install")
+        remove(manifest.manifest_path())
     elif m.created_dirs:
+        # The dirs stay, and so does the record that fleetctl made them: a later reinstall finds
+        # them existing, and `uninstall --purge` after it must still know they are fleetctl's.
+        manifest.save(manifest.Manifest(created_dirs=m.created_dirs))
         say("kept workspaces and config dirs (--purge removes them)")
+    else:
+        remove(manifest.manifest_path())
     if not units:
         say("nothing installed")

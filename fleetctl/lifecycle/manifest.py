@@ -49,14 +49,30 @@ def save(m: Manifest) -> None:
 
 
 def default_profiles_dir() -> Path:
-    """--profiles wins; then $FLEETCTL_PROFILES; ./profiles; the folder the last install used."""
+    """--profiles wins; then $FLEETCTL_PROFILES; the folder the last install used; ./profiles."""
     env = os.environ.get("FLEETCTL_PROFILES")
     if env:
         return Path(env)
-    here = Path("profiles")
-    if here.is_dir() and any(here.glob("*.toml")):
-        return here
     installed = load().profiles_dir
     if installed:
         return Path(installed)
+    here = Path("profiles")
+    if here.is_dir() and any(here.glob("*.toml")):
+        return here
     return paths.config_home() / "fleetctl" / "profiles"
+
+
+def shadowed_profiles_note(chosen: Path) -> str | None:
+    """What to tell a user standing in a folder whose ./profiles is not the fleet acted on."""
+    here = Path("profiles")
+    if not (here.is_dir() and any(here.glob("*.toml"))):
+        return None
+    try:
+        if here.resolve() == chosen.resolve():
+            return None
+    except OSError:
+        return None
+    return (
+        f"acting on the installed fleet in {chosen}, not ./profiles "
+        "(pass --profiles profiles to use that one)"
+    )

@@ -112,7 +112,7 @@ def table(rows: list[AgentStatus]) -> list[str]:
         (
             r.agent,
             r.unit,
-            f"{r.active_state}/{r.sub_state}",
+            "not-installed" if r.load_state == "not-found" else f"{r.active_state}/{r.sub_state}",
             str(r.main_pid or "-"),
             str(r.port),
             f"{r.health} {r.health_detail}".strip(),

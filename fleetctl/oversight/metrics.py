@@ -65,7 +65,9 @@ def _value(v: float) -> str:
         return "+Inf" if v > 0 else "-Inf"
     if float(v).is_integer() and abs(v) < 2**53:
         return str(int(v))
-    return repr(float(v))
+    # Six decimals: below a microsecond (or a millionth) is noise, and 0.0038799999999999998
+    # is what a human reads in the file.
+    return repr(round(float(v), 6))
 
 
 def render(samples: FleetMetrics) -> str:

@@ -89,7 +89,7 @@ def _unreachable_hint(address: str, reason: str) -> str:
     return (
         f"cannot reach the systemd user manager at {address} ({reason}): "
         "is 'systemctl --user' available for this user? "
-        f"For cron/ssh sessions enable lingering: loginctl enable-linger {_user()}"
+        f"For cron/ssh sessions enable lingering: {linger_fix(_user())}"
     )
 
 
@@ -326,6 +326,12 @@ def _unit_info(name: str, props: dict[str, Any]) -> UnitInfo:
 
 
 # --- lingering (logind, system bus) -------------------------------------------------------------------
+def linger_fix(user: str) -> str:
+    """The one command every message gives for lingering (logind lets a user set their own in an
+    active session; elsewhere polkit asks for root)."""
+    return f"loginctl enable-linger {user} (as root if it asks for a password)"
+
+
 def linger_enabled(user: str) -> bool:
     """logind keeps a user's manager running without a login iff this flag file exists."""
     return (LINGER_DIR / user).exists()
@@ -333,7 +339,7 @@ def linger_enabled(user: str) -> bool:
 
 def enable_linger(user: str) -> None:
     """SetUserLinger through logind; any failure says which command to run instead."""
-    fallback = f"run: sudo loginctl enable-linger {user}"
+    fallback = f"run: {linger_fix(user)}"
     try:
         uid = pwd.getpwnam(user).pw_uid
     except KeyError:
