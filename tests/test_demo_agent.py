@@ -58,8 +58,9 @@ class DemoAgent:
     def write_config(self, config: dict[str, Any] | list[Any] | str) -> None:
         self.config_path.write_text(config if isinstance(config, str) else json.dumps(config))
 
-    def start(self) -> DemoAgent:
-        self.port = free_port()
+    def start(self, port: int | None = None) -> DemoAgent:
+        """Start the process; on `port` (a restart in place) or a free one."""
+        self.port = port or free_port()
         env = {
             # Built from scratch: no DEMO_API_KEY or proxy settings leak in from the runner.
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

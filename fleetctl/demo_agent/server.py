@@ -1,13 +1,16 @@
 """The demo agent's state and HTTP API (split from `demo_agent` to keep each file readable).
 
 Endpoints: /health and /readyz, /usage with /simulate/request and /simulate/fallback (rate-limit
-and provider-fallback drills), /warmup, /inbox. Everything is in memory except the inbox,
+and provider-fallback drills), /api/diagnostics/prometheus with /simulate/spend (OpenClaw's
+token and cost counters, for cost drills; a bearer token is required when $DEMO_METRICS_TOKEN is
+set), /warmup, /inbox. Everything is in memory except the inbox,
 which is also appended to `$FLEET_WORKSPACE/inbox.jsonl` so other processes can see it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -37,6 +40,9 @@ class Agent:
     fallback: bool = False
     warmups: list[str] = field(default_factory=list)
     inbox: list[Any] = field(default_factory=list)
+    # (provider, model, token_type) -> tokens, (provider, model) -> USD; since start, like OpenClaw's
+    tokens: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    spent: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def log(self, msg: str, err: bool = False) -> None:
         print(f"demo-agent[{self.name}]: {msg}", file=sys.stderr if err else sys.stdout, flush=True)
@@ -61,6 +67,33 @@ class Agent:
         for q in self.requests.values():
             while q and q[0][0] < cutoff:
                 q.popleft()
+
+    def spend(self, provider: str, model: str, tokens: dict[str, int], usd: float) -> None:
+        with self.lock:
+            for kind, n in tokens.items():
+                key = (provider, model, kind)
+                self.tokens[key] = self.tokens.get(key, 0) + n
+            self.spent[(provider, model)] = self.spent.get((provider, model), 0.0) + usd
+
+    def prometheus(self) -> str:
+        """The two counter families OpenClaw's diagnostics-prometheus plugin serves."""
+        with self.lock:
+            tokens, spent = dict(self.tokens), dict(self.spent)
+        out = [
+            "# HELP openclaw_model_tokens_total Tokens used, by model and token type.",
+            "# TYPE openclaw_model_tokens_total counter",
+        ]
+        for (prov, model, kind), n in sorted(tokens.items()):
+            labels = f'agent="main",channel="demo",model="{model}",provider="{prov}",token_type="{kind}"'
+            out.append(f"openclaw_model_tokens_total{{{labels}}} {n}")
+        out += [
+            "# HELP openclaw_model_cost_usd_total Estimated model cost in USD.",
+            "# TYPE openclaw_model_cost_usd_total counter",
+        ]
+        for (prov, model), usd in sorted(spent.items()):
+            labels = f'agent="main",channel="demo",model="{model}",provider="{prov}"'
+            out.append(f"openclaw_model_cost_usd_total{{{labels}}} {usd!r}")
+        return "\n".join(out) + "\n"
 
     def usage(self) -> dict[str, Any]:
         with self.lock:
@@ -101,6 +134,17 @@ class Handler(BaseHTTPRequestHandler):
             lists = {"/warmup": list(a.warmups), "/inbox": list(a.inbox)}
         if path in ("/health", "/readyz"):
             self._send(200, a.health())
+        elif path == "/api/diagnostics/prometheus":
+            token = os.environ.get("DEMO_METRICS_TOKEN")
+            if token and self.headers.get("Authorization") != f"Bearer {token}":
+                self._send(401, {"error": "unauthorized"})
+                return
+            body = a.prometheus().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif path == "/usage":
             self._send(200, a.usage())
         elif path in lists:
@@ -118,6 +162,13 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError("count must be >= 0")
                 a.record_requests(prov, count)
                 self._send(200, a.usage())
+            elif url.path == "/simulate/spend":
+                tokens: dict[str, int] = {k: int(q[k]) for k in ("input", "output") if k in q}
+                usd = float(q.get("usd", "0"))
+                if any(n < 0 for n in tokens.values()) or not usd >= 0:
+                    raise ValueError("tokens and usd must be >= 0")
+                a.spend(q.get("provider", PRIMARY), q.get("model", "llama-3.3-70b-versatile"), tokens, usd)
+                self._send(200, {"spent": True})
             elif url.path == "/simulate/fallback":
                 active = {"true": True, "false": False}[q.get("active", "true").lower()]
                 with a.lock:

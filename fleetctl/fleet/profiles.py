@@ -89,6 +89,20 @@ class Oversight:
 
 
 @dataclass(frozen=True)
+class Cost:
+    path: str | None
+    format: str
+    token_env: str | None
+
+
+@dataclass(frozen=True)
+class Budget:
+    usd_per_day: float | None
+    on_exceed: str
+    spend_rate_factor: float
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: Path
@@ -111,6 +125,8 @@ class Profile:
     warmup: Warmup
     watchdog: Watchdog
     oversight: Oversight
+    cost: Cost
+    budget: Budget
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,7 @@ class FleetSettings:
     alerts_dedup_window: float = 3600.0
     alert_channels: tuple[dict[str, Any], ...] = ()
     review_checklist: str | None = None
+    budget_usd_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -306,6 +323,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         alerts_dedup_window=float(d["alerts.dedup_window"]),
         alert_channels=tuple(d["alerts.channels"]),
         review_checklist=d["oversight.review_checklist"],
+        budget_usd_per_day=_float_or_none(d["budget.usd_per_day"]),
     )
     return defaults, settings
 
@@ -426,7 +444,17 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
             inbox_path=d["oversight.inbox_path"],
             checks=checks,
         ),
+        cost=section(Cost, "cost"),
+        budget=Budget(
+            usd_per_day=_float_or_none(d["budget.usd_per_day"]),
+            on_exceed=d["budget.on_exceed"],
+            spend_rate_factor=float(d["budget.spend_rate_factor"]),
+        ),
     )
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -61,6 +61,14 @@ def _user_path(v: Any) -> str | None:
     return f"must be an absolute path or start with '~/' (got {v!r})"
 
 
+def _positive_amount(v: Any) -> str | None:
+    return None if v > 0 else f"must be a positive amount (got {v})"
+
+
+def _env_name(v: Any) -> str | None:
+    return None if ENV_NAME.match(v) else f"must be an environment variable name (got {v!r})"
+
+
 def _exit_statuses(v: Any) -> str | None:
     bad = [s for s in v if not 0 <= s <= 255]
     return f"exit statuses must be 0-255 (got {bad})" if bad else None
@@ -248,6 +256,42 @@ SETTINGS: tuple[Setting, ...] = (
     S("oversight.rate_limits", "table[int]", {}, check=_rates, doc="max requests/minute per provider"),
     S("oversight.inbox_path", "str", None, check=_http_path, doc="coordinator inbox (POST)"),
     S("oversight.checks", "list[table]", [], check=_checks, doc="user commands; non-zero = violation"),
+    S(
+        "cost.path",
+        "str",
+        None,
+        check=_http_path,
+        doc="endpoint reporting tokens and USD (OpenClaw: /api/diagnostics/prometheus); see docs/cost.md",
+    ),
+    S("cost.format", "str", "prometheus", check=_one_of("prometheus", "json"), doc="prometheus or json"),
+    S(
+        "cost.token_env",
+        "str",
+        None,
+        check=_env_name,
+        doc="variable in the secrets file holding the endpoint's bearer token",
+    ),
+    S(
+        "budget.usd_per_day",
+        "number",
+        None,
+        check=_positive_amount,
+        doc="daily budget in USD (alerts at 80/100 %)",
+    ),
+    S(
+        "budget.on_exceed",
+        "str",
+        "alert",
+        check=_one_of("alert", "stop"),
+        doc='"stop" stops and holds the agent at 100 %',
+    ),
+    S(
+        "budget.spend_rate_factor",
+        "number",
+        5.0,
+        check=_nonnegative,
+        doc="warn when spend/hour exceeds this multiple of its 24 h average (0: off)",
+    ),
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -279,6 +323,13 @@ FLEET_SETTINGS: tuple[Setting, ...] = (
         doc="seconds before an open violation is re-sent",
     ),
     S("alerts.channels", "list[table]", [], doc="alert channels, see Alerts"),
+    S(
+        "budget.usd_per_day",
+        "number",
+        None,
+        check=_positive_amount,
+        doc="the whole fleet's daily budget in USD (alerts at 80/100 %)",
+    ),
 )
 FLEET_BY_KEY = {s.key: s for s in FLEET_SETTINGS}
 

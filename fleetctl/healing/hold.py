@@ -1,13 +1,48 @@
-"""`fleetctl ack AGENT`: a human has looked; the watchdog may act on the agent again."""
+"""Holds from outside the watchdog's own run, and `fleetctl ack AGENT`: a human has looked; the
+watchdog may act on the agent again."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fleetctl.common.locks import file_lock
 from fleetctl.healing import incidents
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.run import lock_path
+
+
+def stop_and_hold(agent: str, reason: str, action: str, stop: Callable[[], None]) -> bool:
+    """Stop `agent` and hold it as the watchdog does (nothing acts on it until `ack`).
+
+    For decisions made outside a watchdog run (a budget with on_exceed = "stop"). Taken under the
+    watchdog's lock, so a running watchdog neither restarts the agent in between nor overwrites
+    the hold when it saves its state. False when the agent was already held (nothing done)."""
+    with file_lock(lock_path(), "fleetctl watchdog", wait=True):
+        st, _ = state_mod.load()
+        agent_state = st.agent(agent)
+        if agent_state.held is not None:
+            return False
+        now = time.time()
+        agent_state.held = state_mod.Hold(now, reason)
+        agent_state.last_action = action
+        state_mod.save(st)  # the hold first: a crash after it leaves a held agent, never a loose one
+        stop()
+        incidents.append(
+            {
+                "ts": round(now, 3),
+                "time": incidents.iso(now),
+                "agent": agent,
+                "symptom": reason,
+                "action": action,
+                "verification": "held",
+                "detail": f"stopped and held until `fleetctl ack {agent}`",
+                "escalated": True,
+                "duration_s": round(time.time() - now, 3),
+            }
+        )
+        incidents.append_bulletin(f"{incidents.iso(now)} oversee: {agent}: stopped and held: {reason}")
+    return True
 
 
 def ack(agent: str) -> str:

@@ -32,6 +32,7 @@ class AgentStatus:
     result: str
     exec_main_status: int
     active_enter_timestamp: int
+    cost_today_usd: float | None = None  # from `oversee`'s usage records; None: not reporting
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
@@ -44,6 +45,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
         if units[paths.unit_name(p.name)].active_state in ("active", "reloading", "activating")
     ]
     health = probe_many(targets) if targets else {}
+    today = _cost_today(fleet)
     now_us = time.time() * 1e6
     rows = []
     for p in fleet.profiles:
@@ -74,9 +76,19 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 result=u.result,
                 exec_main_status=u.exec_main_status,
                 active_enter_timestamp=u.active_enter_timestamp,
+                cost_today_usd=today.get(p.name, 0.0) if p.cost.path else None,
             )
         )
     return rows
+
+
+def _cost_today(fleet: Fleet) -> dict[str, float]:
+    """Today's spend per reporting agent, as the last `oversee` pass recorded it."""
+    if not any(p.cost.path for p in fleet.profiles):
+        return {}
+    from fleetctl.cost import store
+
+    return store.load()[0].today_usd(fleet.names)
 
 
 def as_json(rows: list[AgentStatus], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -107,8 +119,18 @@ def human_bytes(n: int | None) -> str:
 
 
 def table(rows: list[AgentStatus]) -> list[str]:
-    header = ("AGENT", "UNIT", "STATE", "PID", "PORT", "HEALTH", "RESTARTS", "UPTIME", "MEMORY")
-    body = [
+    header: tuple[str, ...] = (
+        "AGENT",
+        "UNIT",
+        "STATE",
+        "PID",
+        "PORT",
+        "HEALTH",
+        "RESTARTS",
+        "UPTIME",
+        "MEMORY",
+    )
+    body: list[tuple[str, ...]] = [
         (
             r.agent,
             r.unit,
@@ -122,6 +144,12 @@ def table(rows: list[AgentStatus]) -> list[str]:
         )
         for r in rows
     ]
+    if any(r.cost_today_usd is not None for r in rows):
+        header = (*header, "COST TODAY")
+        body = [
+            (*b, "-" if r.cost_today_usd is None else f"${r.cost_today_usd:.2f}")
+            for b, r in zip(body, rows, strict=True)
+        ]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=False)]
     return [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (header, *body)

@@ -31,6 +31,7 @@ class AgentMetrics:
     health_latency_seconds: float | None = None
     restarts_total: int = 0
     watchdog_actions: Mapping[str, int] = field(default_factory=dict)
+    cost_usd_today: float | None = None  # None: the agent reports no usage
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ def render(samples: FleetMetrics) -> str:
     oversee = _Family(
         "fleetctl_oversee_last_run_timestamp_seconds", "gauge", "Unix time the oversight pass last completed."
     )
+    cost = _Family(
+        "fleetctl_agent_cost_usd_today",
+        "gauge",
+        "USD the agent spent since local midnight, from its usage report (see fleetctl cost).",
+    )
     names = [a.agent for a in samples.agents]
     if len(set(names)) != len(names):
         # Prometheus rejects the whole file on a duplicate series; fail here, where it is clear.
@@ -101,6 +107,8 @@ def render(samples: FleetMetrics) -> str:
         if a.health_latency_seconds is not None:
             latency.samples.append((labels, a.health_latency_seconds))
         restarts.samples.append((labels, float(a.restarts_total)))
+        if a.cost_usd_today is not None:
+            cost.samples.append((labels, a.cost_usd_today))
         for action, count in a.watchdog_actions.items():
             actions.samples.append(({"agent": a.agent, "action": action}, float(count)))
     for agent, check in sorted(set(samples.open_violations)):
@@ -111,7 +119,7 @@ def render(samples: FleetMetrics) -> str:
         oversee.samples.append(({}, samples.oversee_last_run))
 
     lines: list[str] = []
-    for fam in (up, latency, restarts, actions, violations, watchdog, oversee):
+    for fam in (up, latency, restarts, actions, violations, cost, watchdog, oversee):
         if not fam.samples:
             continue  # a family with no samples says nothing; leaving it out keeps the file honest
         lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")

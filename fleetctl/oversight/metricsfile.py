@@ -74,6 +74,9 @@ def build(
     oversee_last_run: float | None = None,
 ) -> FleetMetrics:
     actions = watchdog_actions()
+    from fleetctl.cost import store
+
+    today = store.load()[0].today_usd([r.agent for r in rows])
     agents = [
         AgentMetrics(
             agent=r.agent,
@@ -81,6 +84,7 @@ def build(
             health_latency_seconds=None if r.health_latency_ms is None else r.health_latency_ms / 1000,
             restarts_total=r.restarts,
             watchdog_actions=dict(actions.get(r.agent, {})),
+            cost_usd_today=today.get(r.agent),
         )
         for r in rows
     ]

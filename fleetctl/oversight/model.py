@@ -22,6 +22,9 @@ CHECKS: dict[str, tuple[Severity, str]] = {
     "rate-limit": ("warning", "requests/minute to a provider above the profile's oversight.rate_limits"),
     "fallback-active": ("warning", "the agent reports running on its fallback provider (once per episode)"),
     "checklist": ("warning", "an LLM review found the coordinator's recent log not following the checklist"),
+    "budget": ("warning", "an agent (or the fleet) spent 80 % of its daily budget today"),
+    "budget-exceeded": ("critical", "an agent (or the fleet) spent its whole daily budget today"),
+    "spend-rate": ("warning", "spend per hour far above the agent's own 24-hour average (a retry loop?)"),
 }
 USER_CHECK_PREFIX = "user-check:"
 USER_CHECK_SEVERITY: Severity = "warning"

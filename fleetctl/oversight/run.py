@@ -18,6 +18,7 @@ from typing import Any
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
+from fleetctl.cost import check as cost_check
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
 from fleetctl.oversight import heartbeat, metricsfile, notify, review, usage, usercheck
@@ -45,6 +46,7 @@ class OversightReport:
     alerts: notify.Delivered = field(default_factory=notify.Delivered)
     inbox: list[str] = field(default_factory=list)
     bulletin: int = 0  # lines appended
+    cost: list[str] = field(default_factory=list)  # agents stopped over budget, store problems
     metrics_file: str = ""
     seconds: float = 0.0
 
@@ -65,6 +67,7 @@ class OversightReport:
         told = [line for line in self.alerts.lines() if not line.startswith(notify.TROUBLE_PREFIXES)]
         out += [f"alerts: {line}" for line in told]
         out += [line for line in self.inbox if "stopped:" not in line]
+        out += [f"cost: {line}" for line in self.cost]
         if self.bulletin:
             out.append(f"bulletin: {self.bulletin} line(s) appended to {paths.bulletin_file()}")
         if self.metrics_file:
@@ -92,6 +95,7 @@ class OversightReport:
             "alerts": {"reports": [r.to_dict() for r in self.alerts.reports], "errors": self.alerts.errors},
             "inbox": list(self.inbox),
             "bulletin_lines": self.bulletin,
+            "cost": list(self.cost),
             "metrics_file": self.metrics_file,
             "seconds": round(self.seconds, 3),
         }
@@ -146,6 +150,15 @@ def _usage_checks(fleet: Fleet, rows: Sequence[status.AgentStatus] | None) -> Fi
         elif p.oversight.usage_path:  # down: agent-down says so; its usage is unknown, not zero
             got.unknown += [CheckError(c, p.name, "agent down") for c in ("rate-limit", "fallback-active")]
     return got
+
+
+def _cost(
+    fleet: Fleet, rows: Sequence[status.AgentStatus] | None, now: float, report: OversightReport
+) -> Findings:
+    up = None if rows is None else {r.agent for r in rows if r.active_state in UP_STATES}
+    found, notes = cost_check.cost_checks(fleet, up, now)
+    report.cost = notes
+    return found
 
 
 def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Findings:
@@ -205,6 +218,7 @@ def _look(
         (("rate-limit", "fallback-active"), lambda: _usage_checks(fleet, rows)),
         (("user-check",), lambda: Findings(usercheck.run_all(fleet.profiles, agent_masks))),
         (("checklist",), lambda: _review(fleet, state, secrets)),
+        (cost_check.CHECK_IDS, lambda: _cost(fleet, rows, now, report)),
     ]
     for ids, fn in checks:
         found.extend(_guard(ids, fn))
