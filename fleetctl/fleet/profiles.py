@@ -89,6 +89,13 @@ class Oversight:
 
 
 @dataclass(frozen=True)
+class Kubernetes:
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    storage: str = "1G"
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: Path
@@ -111,6 +118,7 @@ class Profile:
     warmup: Warmup
     watchdog: Watchdog
     oversight: Oversight
+    kubernetes: Kubernetes = Kubernetes()
 
 
 @dataclass(frozen=True)
@@ -426,6 +434,7 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
             inbox_path=d["oversight.inbox_path"],
             checks=checks,
         ),
+        kubernetes=section(Kubernetes, "kubernetes", storage=str(d["kubernetes.storage"])),
     )
 
 

@@ -113,6 +113,14 @@ def _command(v: Any) -> str | None:
     )
 
 
+def _pod_command(v: Any) -> str | None:
+    for i, arg in enumerate(v):
+        for ph in PLACEHOLDER.findall(arg):
+            if ph not in PLACEHOLDERS:
+                return f"[{i}]: unknown placeholder {ph} (known: {' '.join(PLACEHOLDERS)})"
+    return None
+
+
 def _checks(v: Any) -> str | None:
     for i, c in enumerate(v):
         if set(c) - {"name", "command", "timeout"}:
@@ -248,6 +256,20 @@ SETTINGS: tuple[Setting, ...] = (
     S("oversight.rate_limits", "table[int]", {}, check=_rates, doc="max requests/minute per provider"),
     S("oversight.inbox_path", "str", None, check=_http_path, doc="coordinator inbox (POST)"),
     S("oversight.checks", "list[table]", [], check=_checks, doc="user commands; non-zero = violation"),
+    S(
+        "kubernetes.image",
+        "str",
+        None,
+        doc="container image for `fleetctl export kubernetes`; it must hold the command",
+    ),
+    S(
+        "kubernetes.command",
+        "list[str]",
+        [],
+        check=_pod_command,
+        doc="argv in the pod when it must differ (e.g. listen on 0.0.0.0); default: command",
+    ),
+    S("kubernetes.storage", "str", "1G", check=_size, doc="size of the agent's PersistentVolumeClaim"),
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}
