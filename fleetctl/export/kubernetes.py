@@ -327,7 +327,10 @@ def _header(p: Profile) -> list[str]:
 def _deployment_notes(p: Profile, config: AgentConfigFile | None, namespace: str | None) -> list[str]:
     notes = [""]
     if p.secrets_file:
-        notes += ["Create the Secret first (values never go into a manifest):", f"  {secret_command(p, namespace)}"]
+        notes += [
+            "Create the Secret first (values never go into a manifest):",
+            f"  {secret_command(p, namespace)}",
+        ]
     if p.config.file and config is None:
         notes.append(f"No ConfigMap: {p.config.file} was not in the config dir when exported.")
     lost = mapping.lost(p)
@@ -423,7 +426,8 @@ def export_fleet(
         out.warnings += [f"{p.name}: {line}" for line in _loopback(p)]
         if p.config.file and config is None:
             out.warnings.append(
-                f"{p.name}: config.file: {p.config.file} not found in {p.config_dir}; exported without a ConfigMap"
+                f"{p.name}: config.file: {p.config.file} not found in {p.config_dir}; "
+                "exported without a ConfigMap"
             )
     out.files[KUSTOMIZATION] = kustomization(list(out.files), namespace)
     return out
