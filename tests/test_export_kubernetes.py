@@ -22,7 +22,6 @@ from fleetctl.common.errors import FleetError
 from fleetctl.export import mapping
 from fleetctl.export.kubernetes import (
     KUSTOMIZATION,
-    AgentConfigFile,
     cpu_quantity,
     export_fleet,
     memory_quantity,
@@ -186,14 +185,20 @@ def test_a_token_shaped_config_value_is_refused_without_a_secrets_file(tmp_path:
         export_fleet(load_fleet(d))
 
 
+def test_an_environment_reference_in_the_config_file_is_no_secret(tmp_path: Path, home: Path) -> None:
+    config = '{ auth: { token: "${GATEWAY_TOKEN}" }, models: { key: "${OPENAI_API_KEY}" } }\n'
+    d = openclaw_fleet(tmp_path, home, config=config)
+    files = export_fleet(load_fleet(d)).files
+    assert "${GATEWAY_TOKEN}" in files["fleet-gateway-config.yaml"]
+
+
 # --- config → ConfigMap ----------------------------------------------------------------------
 def test_a_config_change_renames_the_configmap_and_rolls_the_deployment(tmp_path: Path, home: Path) -> None:
     fleet = load_fleet(openclaw_fleet(tmp_path, home))
 
     def export(text: str) -> tuple[str, dict[str, Any], dict[str, str]]:
-        files = export_fleet(
-            fleet, configs={"gateway": AgentConfigFile("openclaw.json", text.encode())}
-        ).files
+        (home / ".openclaw-gateway" / "openclaw.json").write_text(text)
+        files = export_fleet(fleet).files
         cm = yaml.safe_load(files["fleet-gateway-config.yaml"])
         dep = yaml.safe_load(files["fleet-gateway-deployment.yaml"])
         return cm["metadata"]["name"], dep, files
@@ -315,10 +320,15 @@ def test_generated_profiles_export_valid_manifests(
         "health": {"timeout": timeout, "startup_grace": grace, "ready_path": "/ready"},
         "resources": {"memory_max": memory, "cpu_quota": f"{cpu}%"},
         "sandbox": {"enabled": sandbox, "read_write_paths": ["~/cache", "/var/tmp/x"]},
+        "config": {"file": "etc/c.json"},
         "kubernetes": {"image": "example/agent:1"},
     }
     (d / f"{name}.toml").write_text(tomli_w.dumps(profile))
-    files = export_fleet(load_fleet(d), configs={name: AgentConfigFile("c.json", b"{}\n")}).files
+    config = home / "agents" / name / "config" / "etc" / "c.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('{"model": "small"}\n')
+    files = export_fleet(load_fleet(d)).files
+    assert f"fleet-{name}-config.yaml" in files
     validate_all(files)
     (c,) = yaml.safe_load(files[f"fleet-{name}-deployment.yaml"])["spec"]["template"]["spec"]["containers"]
     assert c["command"][-1] == "$$(NOT_EXPANDED)"

@@ -36,6 +36,7 @@ STARTUP_PERIOD = 5  # seconds between startup probes, so a fast agent is ready f
 PART_OF = "fleetctl"
 KUSTOMIZATION = "kustomization.yaml"
 _PLACEHOLDER = re.compile(r"(\{port\}|\{name\}|\{workspace\}|\{config_dir\}|\{python\})")
+_ENV_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost|loopback|::1)$|=(127\.0\.0\.1|localhost|loopback)$")
 
 
@@ -43,8 +44,13 @@ _LOOPBACK = re.compile(r"^(127\.0\.0\.1|localhost|loopback|::1)$|=(127\.0\.0\.1|
 class AgentConfigFile:
     """The agent's config file as read from its config dir on this machine."""
 
-    name: str
+    path: str  # config.file: relative to the config dir
     content: bytes
+
+    @property
+    def key(self) -> str:
+        """The ConfigMap key: the file's base name (keys cannot hold '/')."""
+        return PurePosixPath(self.path).name
 
     @property
     def hash(self) -> str:
@@ -175,14 +181,16 @@ def _volumes(p: Profile, config: AgentConfigFile | None) -> tuple[list[dict[str,
         {"name": "state", "persistentVolumeClaim": {"claimName": object_name(p)}},
     ]
     if config is not None:
-        target = str(PurePosixPath(config_dir) / config.name)
-        mounts.append({"name": "config", "mountPath": target, "subPath": config.name, "readOnly": True})
+        target = str(PurePosixPath(config_dir) / config.path)
+        mounts.append({"name": "config", "mountPath": target, "subPath": config.key, "readOnly": True})
         volumes.append({"name": "config", "configMap": {"name": configmap_name(p, config)}})
     if p.sandbox.enabled:
         # A read-only root needs somewhere to write temporary files, as PrivateTmp= gives.
         mounts.append({"name": "tmp", "mountPath": "/tmp"})
         volumes.append({"name": "tmp", "emptyDir": {}})
     for i, extra in enumerate(p.sandbox.read_write_paths):
+        if any(m["mountPath"] == pod_path(extra) for m in mounts):
+            continue  # already writable: the workspace, the config dir or /tmp
         mounts.append({"name": f"rw-{i}", "mountPath": pod_path(extra)})
         volumes.append({"name": f"rw-{i}", "emptyDir": {}})
     mounts.sort(key=lambda m: m["mountPath"])  # parents before the mounts nested in them
@@ -288,11 +296,11 @@ def configmap(p: Profile, config: AgentConfigFile, namespace: str | None) -> dic
         "immutable": True,
     }
     try:
-        body["data"] = {config.name: config.content.decode("utf-8")}
+        body["data"] = {config.key: config.content.decode("utf-8")}
     except UnicodeDecodeError:
         import base64
 
-        body["binaryData"] = {config.name: base64.b64encode(config.content).decode()}
+        body["binaryData"] = {config.key: base64.b64encode(config.content).decode()}
     return body
 
 
@@ -389,18 +397,21 @@ def read_config(p: Profile) -> AgentConfigFile | None:
     if content is None:
         return None
     _refuse_secrets(p, config_dir / p.config.file, content)
-    return AgentConfigFile(PurePosixPath(p.config.file).name, content)
+    return AgentConfigFile(p.config.file, content)
 
 
 def _refuse_secrets(p: Profile, where: Path, content: bytes) -> None:
     """A ConfigMap is readable by anyone who can read the namespace: no secret may ride in it."""
-    from fleetctl.diagnosis.redact import Redactor, read_env_file
+    from fleetctl.diagnosis.redact import REDACTED, Redactor, read_env_file
 
     values: list[str] = []
     for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
         values += read_env_file(paths.expand(f), missing_ok=True).values()
     redactor = Redactor(values, p.watchdog.redact)
     for n, line in enumerate(content.decode("utf-8", errors="replace").splitlines(), 1):
+        # `${VAR}` is how a config reads a secret from the environment: the fix, not the leak.
+        # Written as the redaction marker, the redactor leaves it as it is.
+        line = _ENV_REFERENCE.sub(REDACTED, line)
         if redactor.redact(line) != line:
             raise FleetError(
                 f"{where}: line {n}: looks like a secret, and a ConfigMap is not secret; move the "
@@ -409,16 +420,14 @@ def _refuse_secrets(p: Profile, where: Path, content: bytes) -> None:
             )
 
 
-def export_fleet(
-    fleet: Fleet, namespace: str | None = None, configs: dict[str, AgentConfigFile | None] | None = None
-) -> Export:
-    """Every agent's manifests plus the kustomization. `configs` overrides reading config files."""
+def export_fleet(fleet: Fleet, namespace: str | None = None) -> Export:
+    """Every agent's manifests plus the kustomization; config files are read from this machine."""
     if namespace is not None and not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", namespace):
         raise FleetError(f"--namespace: {namespace!r} is not a valid namespace name (lowercase, digits, '-')")
     images = {p.name: image_of(p) for p in fleet.profiles}  # refuse before anything is written
     out = Export(files={})
     for p in sorted(fleet.profiles, key=lambda p: p.name):
-        config = configs[p.name] if configs is not None and p.name in configs else read_config(p)
+        config = read_config(p)
         out.files.update(agent_files(p, images[p.name], config, namespace))
         if p.secrets_file:
             out.secrets.append(secret_command(p, namespace))

@@ -7,6 +7,7 @@ it in step, and checks that every key of the schema is listed here).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,13 @@ def _normal(v: Any) -> Any:
     return v
 
 
+# Values of a partly-carried key that Kubernetes does keep.
+_KEPT: dict[str, Callable[[Any], bool]] = {
+    "restart.policy": lambda v: v == "always",
+    "health.expected_status": lambda v: 200 <= v < 400,
+}
+
+
 def lost(p: Profile) -> list[str]:
     """The keys this profile sets (away from the default) that Kubernetes cannot keep, as lines."""
     out = []
@@ -143,6 +151,8 @@ def lost(p: Profile) -> list[str]:
             continue
         v = value(p, key)
         if _normal(v) in ((), None, _normal(schema.BY_KEY[key].default)):
+            continue
+        if key in _KEPT and _KEPT[key](v):
             continue
         out.append(f"{key} = {_show(v)}: {m.becomes}")
     return out
