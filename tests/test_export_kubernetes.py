@@ -192,6 +192,17 @@ def test_an_environment_reference_in_the_config_file_is_no_secret(tmp_path: Path
     assert "${GATEWAY_TOKEN}" in files["fleet-gateway-config.yaml"]
 
 
+def test_a_secret_value_in_the_profile_environment_is_refused(tmp_path: Path, home: Path) -> None:
+    d = openclaw_fleet(tmp_path, home)
+    profile = d / "gateway.toml"
+    profile.write_text(f'environment = {{ UPSTREAM = "{SECRET}" }}\n' + profile.read_text())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["export", "kubernetes", str(d), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "would be written into fleet-gateway-deployment.yaml" in result.output
+    assert SECRET not in result.output and not out.exists()
+
+
 # --- config → ConfigMap ----------------------------------------------------------------------
 def test_a_config_change_renames_the_configmap_and_rolls_the_deployment(tmp_path: Path, home: Path) -> None:
     fleet = load_fleet(openclaw_fleet(tmp_path, home))

@@ -400,14 +400,39 @@ def read_config(p: Profile) -> AgentConfigFile | None:
     return AgentConfigFile(p.config.file, content)
 
 
-def _refuse_secrets(p: Profile, where: Path, content: bytes) -> None:
-    """A ConfigMap is readable by anyone who can read the namespace: no secret may ride in it."""
-    from fleetctl.diagnosis.redact import REDACTED, Redactor, read_env_file
+def secret_values(p: Profile) -> list[str]:
+    """The values in the agent's secrets files on this machine, long enough to mean something."""
+    from fleetctl.diagnosis.redact import MIN_SECRET_LEN, read_env_file
 
     values: list[str] = []
     for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        values += read_env_file(paths.expand(f), missing_ok=True).values()
-    redactor = Redactor(values, p.watchdog.redact)
+        try:
+            values += read_env_file(paths.expand(f), missing_ok=True).values()
+        except OSError as e:
+            raise FleetError(
+                f"{f}: cannot read ({e.strerror}); the export reads it to keep its values out of "
+                "the manifests"
+            ) from None
+    return [v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LEN]
+
+
+def _refuse_secret_values(p: Profile, files: dict[str, str]) -> None:
+    """Last guard: no secrets-file value may reach a manifest by any road (environment, argv...)."""
+    values = secret_values(p)
+    for name, text in sorted(files.items()):
+        for key_value in values:
+            if key_value in text:
+                raise FleetError(
+                    f"{p.source}: a value from {p.secrets_file or 'a secrets file'} would be written "
+                    f"into {name}; keep secrets in the secrets file only, then export again"
+                )
+
+
+def _refuse_secrets(p: Profile, where: Path, content: bytes) -> None:
+    """A ConfigMap is readable by anyone who can read the namespace: no secret may ride in it."""
+    from fleetctl.diagnosis.redact import REDACTED, Redactor
+
+    redactor = Redactor(secret_values(p), p.watchdog.redact)
     for n, line in enumerate(content.decode("utf-8", errors="replace").splitlines(), 1):
         # `${VAR}` is how a config reads a secret from the environment: the fix, not the leak.
         # Written as the redaction marker, the redactor leaves it as it is.
@@ -428,7 +453,9 @@ def export_fleet(fleet: Fleet, namespace: str | None = None) -> Export:
     out = Export(files={})
     for p in sorted(fleet.profiles, key=lambda p: p.name):
         config = read_config(p)
-        out.files.update(agent_files(p, images[p.name], config, namespace))
+        files = agent_files(p, images[p.name], config, namespace)
+        _refuse_secret_values(p, files)
+        out.files.update(files)
         if p.secrets_file:
             out.secrets.append(secret_command(p, namespace))
         out.warnings += [f"{p.name}: {line}" for line in mapping.lost(p)]
