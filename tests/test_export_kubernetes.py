@@ -158,6 +158,9 @@ def test_no_secret_value_in_any_exported_file(tmp_path: Path, home: Path) -> Non
         'kubectl create secret generic fleet-gateway-secrets --from-env-file="$HOME/.config/'
         'fleetctl/secrets/gateway.env"' in result.output
     )
+    # kompose-style: every key the profile sets that Kubernetes cannot keep is named.
+    for key in ("restart.bad_config_exit_statuses", "restart.success_exit_statuses", "restart.kill_mode"):
+        assert f"fleetctl: warning: gateway: {key} = " in result.output
     written = [f for f in out.iterdir()]
     assert len(written) == 5
     for f in written:

@@ -30,12 +30,14 @@ def kubernetes(profiles_dir: Path | None, output: Path, namespace: str | None, c
     result = write_export(resolve_profiles(profiles_dir), output, namespace, check=check)
     for line in result.lines:
         click.echo(line)
+    if check:
+        if result.drift:
+            raise FleetError(
+                f"{output} is out of date ({len(result.drift)} file(s)); run `fleetctl export kubernetes`"
+            )
+        return  # a check names drift only; the warnings came when the files were written
     for line in result.warnings:
         click.echo(f"fleetctl: warning: {line}", err=True)
-    if check and result.drift:
-        raise FleetError(
-            f"{output} is out of date ({len(result.drift)} file(s)); run `fleetctl export kubernetes`"
-        )
     if result.secrets:
         click.echo("Create each agent's Secret before `kubectl apply -k` (values stay out of the manifests):")
         for command in result.secrets:
