@@ -229,6 +229,14 @@ def test_a_config_change_renames_the_configmap_and_rolls_the_deployment(tmp_path
     assert export(OPENCLAW_CONFIG)[0] == old_name  # same content, same name: deterministic
 
 
+def test_an_invalid_config_file_is_refused(tmp_path: Path, home: Path) -> None:
+    d = openclaw_fleet(tmp_path, home, config="{ gateway: { mode: 'local' }\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["export", "kubernetes", str(d), "-o", str(out)])
+    assert result.exit_code != 0 and "openclaw.json" in result.output and "line" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
 def test_missing_config_file_exports_without_configmap_and_warns(tmp_path: Path, home: Path) -> None:
     d = openclaw_fleet(tmp_path, home)
     (home / ".openclaw-gateway" / "openclaw.json").unlink()

@@ -387,15 +387,21 @@ def image_of(p: Profile) -> str:
 
 
 def read_config(p: Profile) -> AgentConfigFile | None:
-    """The agent's config file on this machine; refuse one that looks like it holds a secret."""
+    """The agent's config file on this machine; refuse one that is invalid or holds a secret.
+
+    An invalid config would only make a pod that crash-loops, so it is checked here as
+    `fleetctl config apply` checks it (syntax, then config.schema), short of running the agent.
+    """
     if not p.config.file:
         return None
+    from fleetctl.configs.apply import validate
     from fleetctl.configs.files import read_managed
 
     config_dir = paths.expand(p.config_dir)
     content = read_managed(config_dir, [p.config.file]).get(p.config.file)
     if content is None:
         return None
+    validate(p, content, str(config_dir / p.config.file))
     _refuse_secrets(p, config_dir / p.config.file, content)
     return AgentConfigFile(p.config.file, content)
 

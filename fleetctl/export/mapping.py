@@ -87,9 +87,9 @@ PROFILE_KEYS: dict[str, Mapping] = {
         "ConfigMap `fleet-NAME-config-HASH` mounted read-only at `config_dir/file`; a change "
         "renames it and rolls the Deployment",
     ),
-    "config.format": Mapping(YES, "the file is carried byte for byte"),
-    "config.schema": Mapping(NO, "validate before exporting (`fleetctl config apply` does)"),
-    "config.validate_command": Mapping(NO, "validate before exporting (`fleetctl config apply` does)"),
+    "config.format": Mapping(YES, "the export parses the file to check it, then carries it byte for byte"),
+    "config.schema": Mapping(PARTLY, "checked once, at export; nothing checks a config in the cluster"),
+    "config.validate_command": Mapping(NO, "not run at export; `fleetctl config apply` runs it on the host"),
     "warmup.path": Mapping(NO, "the watchdog's warm-up after a restart"),
     "warmup.prompt": Mapping(NO, "the watchdog's warm-up after a restart"),
     "watchdog.redact": Mapping(
