@@ -367,3 +367,13 @@ def test_mapping_table_lists_every_schema_key_and_the_docs_carry_it() -> None:
     text = DOC.read_text()
     assert mapping.markdown_table(mapping.PROFILE_KEYS) in text
     assert mapping.markdown_table(mapping.FLEET_KEYS) in text
+
+
+def test_a_command_that_binds_loopback_is_named(tmp_path: Path, home: Path) -> None:
+    d = openclaw_fleet(tmp_path, home)
+    (d / "fleet.toml").write_text('[defaults.kubernetes]\nimage = "ghcr.io/openclaw/openclaw:2026.9.6"\n')
+    warnings = export_fleet(load_fleet(d)).warnings
+    assert any(w.startswith("gateway: command: loopback: binds loopback") for w in warnings), warnings
+    assert not any(
+        "binds loopback" in w for w in export_fleet(load_fleet(openclaw_fleet(tmp_path, home))).warnings
+    )
