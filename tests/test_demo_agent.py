@@ -380,3 +380,21 @@ def test_sighup_reloads_and_keeps_old_config_when_invalid(spawn: Spawn) -> None:
     assert "line 1 column 19" in a.stderr
     assert a.health()["config_hash"] == second
     assert a.proc is not None and a.proc.poll() is None
+
+
+def _reaches(address: str, port: int) -> bool:
+    try:
+        with httpx.Client(trust_env=False, timeout=5) as c:
+            return c.get(f"http://{address}:{port}/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_fleet_host_widens_the_listening_address(spawn: Spawn) -> None:
+    # 127.0.0.2 is loopback too, but only a socket bound to every address answers on it,
+    # as a pod's address must for kubelet's probes (fleetctl export kubernetes sets 0.0.0.0).
+    default = spawn().start().wait_ready()
+    assert not _reaches("127.0.0.2", default.port)
+    wide = spawn(env={"FLEET_HOST": "0.0.0.0"}).start().wait_ready()
+    assert _reaches("127.0.0.2", wide.port)
+    assert f"listening on 0.0.0.0:{wide.port}" in wide.stdout

@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fleetctl.demo_agent", description=__doc__)
     p.add_argument("--name", default=env.get("FLEET_AGENT", "demo"))
     p.add_argument("--port", default=env.get("FLEET_PORT"))
+    # Loopback on a host; a pod sets FLEET_HOST=0.0.0.0 so probes and its Service reach it.
+    p.add_argument("--host", default=env.get("FLEET_HOST") or "127.0.0.1")
     p.add_argument("--config-dir", default=env.get("FLEET_CONFIG_DIR"))
     p.add_argument("--config-file", default="config.json", help="name inside the config dir")
     p.add_argument("--workspace", default=env.get("FLEET_WORKSPACE"))
@@ -147,17 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         a.log("stopping")
         return 0
     signals.pending |= early  # a SIGHUP during the delay is still honoured once serving
-    return serve(a, int(args.port), signals)
+    return serve(a, args.host, int(args.port), signals)
 
 
-def serve(a: Agent, port: int, signals: Signals) -> int:
+def serve(a: Agent, host: str, port: int, signals: Signals) -> int:
     try:
-        server = make_server(a, port)
+        server = make_server(a, port, host)
     except OSError as e:
-        a.log(f"fatal: cannot listen on 127.0.0.1:{port}: {e.strerror}", err=True)
+        a.log(f"fatal: cannot listen on {host}:{port}: {e.strerror}", err=True)
         return 1
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    a.log(f"listening on 127.0.0.1:{port}")
+    a.log(f"listening on {host}:{port}")
     try:
         while True:
             exit_after = a.config.get("exit_after")

@@ -213,12 +213,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def make_server(agent: Agent, port: int) -> Server:
-    """Bind 127.0.0.1:port (raises OSError); the caller runs serve_forever in a thread."""
+def make_server(agent: Agent, port: int, host: str = "127.0.0.1") -> Server:
+    """Bind host:port (raises OSError); the caller runs serve_forever in a thread."""
 
     a = agent  # a class body cannot see a same-named enclosing variable
 
     class Bound(Handler):
         agent = a
 
-    return Server(("127.0.0.1", port), Bound)
+    return Server((host, port), Bound)

@@ -103,6 +103,13 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Kubernetes:
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    storage: str = "1G"
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: Path
@@ -127,6 +134,7 @@ class Profile:
     oversight: Oversight
     cost: Cost
     budget: Budget
+    kubernetes: Kubernetes = Kubernetes()
 
 
 @dataclass(frozen=True)
@@ -450,6 +458,7 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
             on_exceed=d["budget.on_exceed"],
             spend_rate_factor=float(d["budget.spend_rate_factor"]),
         ),
+        kubernetes=section(Kubernetes, "kubernetes", storage=str(d["kubernetes.storage"])),
     )
 
 

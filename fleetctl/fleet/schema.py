@@ -121,6 +121,14 @@ def _command(v: Any) -> str | None:
     )
 
 
+def _pod_command(v: Any) -> str | None:
+    for i, arg in enumerate(v):
+        for ph in PLACEHOLDER.findall(arg):
+            if ph not in PLACEHOLDERS:
+                return f"[{i}]: unknown placeholder {ph} (known: {' '.join(PLACEHOLDERS)})"
+    return None
+
+
 def _checks(v: Any) -> str | None:
     for i, c in enumerate(v):
         if set(c) - {"name", "command", "timeout"}:
@@ -292,6 +300,20 @@ SETTINGS: tuple[Setting, ...] = (
         check=_nonnegative,
         doc="warn when spend/hour exceeds this multiple of its 24 h average (0: off)",
     ),
+    S(
+        "kubernetes.image",
+        "str",
+        None,
+        doc="container image for `fleetctl export kubernetes`; it must hold the command",
+    ),
+    S(
+        "kubernetes.command",
+        "list[str]",
+        [],
+        check=_pod_command,
+        doc="argv in the pod when it must differ (e.g. listen on 0.0.0.0); default: command",
+    ),
+    S("kubernetes.storage", "str", "1G", check=_size, doc="size of the agent's PersistentVolumeClaim"),
 )
 
 BY_KEY = {s.key: s for s in SETTINGS}

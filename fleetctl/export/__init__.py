@@ -1,0 +1,1 @@
+"""Carry a fleet to another platform: `fleetctl export kubernetes` (kubernetes.py, mapping.py)."""
