@@ -398,3 +398,27 @@ def test_fleet_host_widens_the_listening_address(spawn: Spawn) -> None:
     wide = spawn(env={"FLEET_HOST": "0.0.0.0"}).start().wait_ready()
     assert _reaches("127.0.0.2", wide.port)
     assert f"listening on 0.0.0.0:{wide.port}" in wide.stdout
+
+
+def _wakeups(pid: int) -> int:
+    """Context switches of every thread of the process: each one is a wake-up from sleep."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def test_an_idle_agent_sleeps_instead_of_polling(spawn: Spawn) -> None:
+    # A 50 ms poll wakes ~40 times in 2 s; a blocking server does not wake at all without work.
+    a = spawn().start().wait_ready()
+    assert a.proc is not None
+    time.sleep(0.5)
+    before = _wakeups(a.proc.pid)
+    time.sleep(2)
+    assert _wakeups(a.proc.pid) - before <= 4
+    # Blocking does not cost a prompt stop: SIGTERM still ends it cleanly.
+    started = time.monotonic()
+    a.signal(signal.SIGTERM)
+    assert a.wait_exit() == 0 and time.monotonic() - started < 5
