@@ -38,7 +38,7 @@ class AgentStatus:
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     from fleetctl.probes.health import probe_many
 
-    units = mgr.units([paths.unit_name(p.name) for p in fleet.profiles])
+    units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
     targets = [
         (p.name, health_url(p), p.health.timeout, p.health.expected_status)
         for p in fleet.profiles
