@@ -90,9 +90,8 @@ def new_profile(
             doc["command"] = command
         if after:
             doc["after"] = after
-        text = f"# Agent profile for {name}. Keys: see `fleetctl new --help` and the README.\n" + tomli_w.dumps(
-            doc
-        )
+        head = f"# Agent profile for {name}. Keys: see `fleetctl new --help` and the README.\n"
+        text = head + tomli_w.dumps(doc)
     directory.mkdir(parents=True, exist_ok=True)
     _validate_with_fleet(directory, target.name, text)
     write_atomic(target, text, mode=0o644)

@@ -84,7 +84,8 @@ def module_roots() -> list[Path]:
         except FleetError:
             pass
     roots += _glob_sorted(home / ".nvm" / "versions" / "node", "*/lib/node_modules")
-    roots += _glob_sorted(home / ".local" / "share" / "fnm" / "node-versions", "*/installation/lib/node_modules")
+    fnm = home / ".local" / "share" / "fnm" / "node-versions"
+    roots += _glob_sorted(fnm, "*/installation/lib/node_modules")
     roots += [
         home / ".npm-global" / "lib" / "node_modules",
         home / ".local" / "lib" / "node_modules",
@@ -173,7 +174,7 @@ def satisfies(version: str, engines: str) -> bool:
 
 
 def find(name: str, bin_name: str | None = None) -> Found:
-    """The package and the first Node (in search order) that satisfies its engines.node; FleetError says why not."""
+    """The package and the first Node (in search order) satisfying its engines.node, or FleetError."""
     pkg = find_package(name, bin_name)
     good: list[Node] = []
     rejected: list[str] = []

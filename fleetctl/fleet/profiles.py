@@ -24,6 +24,7 @@ class Health:
     timeout: float
     expected_status: int
     startup_grace: float
+    stable_window: float
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,7 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
             "health",
             timeout=float(d["health.timeout"]),
             startup_grace=float(d["health.startup_grace"]),
+            stable_window=float(d["health.stable_window"]),
         ),
         restart=section(Restart, "restart"),
         resources=section(Resources, "resources", memory_max=_str_or_none(d["resources.memory_max"])),

@@ -236,7 +236,14 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         30.0,
         check=_positive,
-        doc="seconds a (re)started agent gets to become and stay healthy",
+        doc="seconds a (re)started agent gets to become healthy (and ready)",
+    ),
+    S(
+        "health.stable_window",
+        "number",
+        10.0,
+        check=_positive,
+        doc="after a restart or config change, seconds it must then stay up before it counts as good",
     ),
     S(
         "restart.policy",

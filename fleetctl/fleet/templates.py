@@ -48,6 +48,9 @@ def openclaw(filled: Filled, port: int, description: str = "", role: str = "spec
     search = [str(Path(filled.node).parent), "/usr/local/bin", "/usr/bin", "/bin"]
     agent_path = ":".join(dict.fromkeys(search))
     run = [filled.node, filled.entry]
+    command = [*run, "--profile", "{name}", "gateway", "run", "--port", "{port}", "--bind", "loopback"]
+    on_copy = ["/usr/bin/env", "OPENCLAW_CONFIG_PATH={file}"]
+    validate = [*on_copy, *run, "--profile", "{name}", "config", "validate"]
     found = "\n".join(f"#   {line}" for line in filled.found)
     return f"""\
 # An OpenClaw gateway (npm `openclaw`), from fleetctl's openclaw template. Found:
@@ -59,7 +62,7 @@ port = {port}
 port_span = {OPENCLAW_SPAN}
 # Node by absolute path with the entry script: no PATH lookup (the bin shim's
 # `#!/usr/bin/env node` would find whichever Node comes first, often too old).
-command = {toml_list([*run, "--profile", "{name}", "gateway", "run", "--port", "{port}", "--bind", "loopback"])}
+command = {toml_list(command)}
 # `--profile NAME` keeps OpenClaw's state and config in ~/.openclaw-NAME/.
 config_dir = "~/.openclaw-{{name}}"
 workspace = "~/.openclaw-{{name}}/workspace"
@@ -100,7 +103,7 @@ relax = ["RestrictSUIDSGID"]
 file = "openclaw.json"
 format = "json5"
 # Validates the candidate copy ({{file}}), never the live file the gateway hot-reloads.
-validate_command = {toml_list(["/usr/bin/env", "OPENCLAW_CONFIG_PATH={file}", *run, "--profile", "{name}", "config", "validate"])}
+validate_command = {toml_list(validate)}
 """
 
 

@@ -1,8 +1,10 @@
 """Wait for agents to come up: unit state over D-Bus plus the HTTP health endpoint.
 
 Used by install, start/restart and config apply. An agent is up when its health endpoint
-answers as expected; it has failed when systemd says so (failed, or waiting to restart after
-an exit that means a bad config or a broken sandbox) or when its start-up grace runs out.
+answers as expected, and, when the profile names a `health.ready_path`, that path answers 200
+(OpenClaw's /readyz says 503 until the gateway can take work). It has failed when systemd
+says so (failed, or waiting to restart after an exit that means a bad config or a broken
+sandbox) or when its start-up grace runs out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ NAMESPACE_EXIT = 226
 
 def health_url(p: Profile) -> str:
     return f"http://127.0.0.1:{p.port}{p.health.path}"
+
+
+def ready_url(p: Profile) -> str | None:
+    return f"http://127.0.0.1:{p.port}{p.health.ready_path}" if p.health.ready_path else None
+
+
+READY_STATUS = 200
+
+
+def up_target(p: Profile) -> tuple[str, str, float, int]:
+    """What "up" is probed with: the readiness path when there is one, else the health path."""
+    url = ready_url(p)
+    if url:
+        return (p.name, url, p.health.timeout, READY_STATUS)
+    return (p.name, health_url(p), p.health.timeout, p.health.expected_status)
+
+
+def up_word(p: Profile) -> str:
+    return "ready" if p.health.ready_path else "healthy"
 
 
 @dataclass
@@ -63,18 +84,19 @@ def wait_all_healthy(
                 out.failed[name], out.reasons[name] = infos[paths.unit_name(name)], reason
                 say(f"{name}: {reason}")
                 del pending[name]
-        results = probe_many(
-            [(n, health_url(p), p.health.timeout, p.health.expected_status) for n, p in pending.items()]
-        )
+        results = probe_many([up_target(p) for p in pending.values()])
         now = time.monotonic()
         for name, r in results.items():
             if r.ok:
                 out.healthy[name] = now - start
-                say(f"{name}: healthy after {now - start:.1f}s")
+                say(f"{name}: {up_word(pending[name])} after {now - start:.1f}s")
                 del pending[name]
             elif now >= deadline[name]:
                 out.failed[name] = infos[paths.unit_name(name)]
-                out.reasons[name] = f"not healthy within {deadline[name] - start:g}s ({r.error})"
+                q = pending[name]
+                where = q.health.ready_path or q.health.path
+                within = f"within {deadline[name] - start:g}s"
+                out.reasons[name] = f"not {up_word(q)} {within} ({r.error} from {where})"
                 say(f"{name}: {out.reasons[name]}")
                 del pending[name]
         if pending:
