@@ -87,6 +87,8 @@ policy = "always"
 delay = 5
 # 78 (EX_CONFIG) means an invalid or missing config: restarting cannot fix it.
 bad_config_exit_statuses = [78]
+# 143: Node's exit after SIGTERM when it has no handler left; a clean stop, not a failure.
+success_exit_statuses = [0, 143]
 # It plans its drain from the unit's TimeoutStopUSec: up to 315 s plus 15 s of cleanup.
 stop_timeout = 330
 kill_mode = "mixed"

@@ -18,6 +18,7 @@ from fleetctl.fleet.profiles import Profile
 from fleetctl.lifecycle.readiness import health_url
 from fleetctl.probes.health import HealthResult, probe_many
 from fleetctl.systemd.manager import SystemdManager, UnitInfo
+from fleetctl.systemd.stopcause import Cause, stop_cause
 
 Status = Literal["healthy", "starting", "restarting", "stopped", "not-installed", "failing"]
 
@@ -47,7 +48,10 @@ def _exit_text(info: UnitInfo) -> str:
     return "never ran"
 
 
-def classify(p: Profile, info: UnitInfo, health: HealthResult | None, now: float) -> tuple[Status, str]:
+def classify(
+    p: Profile, info: UnitInfo, health: HealthResult | None, now: float, cause: Cause = "unknown"
+) -> tuple[Status, str]:
+    """`cause` (stopcause) matters only for a unit that is inactive after a clean result."""
     if info.load_state != "loaded":
         return "not-installed", f"unit {info.load_state}"
     if info.sub_state == "auto-restart":
@@ -56,7 +60,15 @@ def classify(p: Profile, info: UnitInfo, health: HealthResult | None, now: float
         return "failing", f"unit failed ({info.result}, {_exit_text(info)})"
     if info.active_state == "inactive":
         if info.result in ("success", ""):
-            return "stopped", "stopped"  # by a person (fleetctl stop) or a clean exit: not ours
+            if cause == "exited":
+                # Down by its own exit with no stop job since its start: never "all good".
+                return "failing", (
+                    f"exited by itself ({_exit_text(info)}) and stayed down "
+                    f"(Restart={p.restart.policy} does not start it again after that)"
+                )
+            if cause == "stop-job":
+                return "stopped", "stopped on purpose (a stop job: fleetctl stop or systemctl --user stop)"
+            return "stopped", "stopped (the journal does not say by whom)"
         return "failing", f"unit inactive ({info.result}, {_exit_text(info)})"
     if health is not None and health.ok:
         return "healthy", ""
@@ -81,7 +93,10 @@ def _look(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Observa
     for p in profiles:
         info = infos[units[p.name]]
         health = results.get(p.name)
-        status, symptom = classify(p, info, health, now)
+        cause: Cause = "unknown"
+        if info.active_state == "inactive" and info.result in ("success", "") and info.load_state == "loaded":
+            cause = stop_cause(units[p.name])
+        status, symptom = classify(p, info, health, now, cause)
         out[p.name] = Observation(p, info, health, status, symptom)
     return out
 
