@@ -50,16 +50,28 @@ class Readiness:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
-def _hopeless(p: Profile, info: UnitInfo) -> str | None:
-    """A reason when waiting longer cannot help."""
-    stopped = info.active_state in ("failed", "inactive") or info.sub_state == "auto-restart"
-    if stopped and info.exec_main_status and info.exec_main_status in p.restart.bad_config_exit_statuses:
-        return f"exited {info.exec_main_status}: the agent rejected its config"
+def _hopeless(p: Profile, info: UnitInfo) -> bool:
+    """True when waiting longer cannot help."""
+    from fleetctl.lifecycle.cause import EXEC_SETUP
+
+    exited = info.exec_main_code == 1
     if info.active_state == "failed":
-        return f"unit failed ({info.result}, exit status {info.exec_main_status})"
-    if info.exec_main_status == NAMESPACE_EXIT and info.sub_state == "auto-restart":
-        return "sandbox could not be set up (226/NAMESPACE)"
-    return None
+        return True
+    if info.sub_state == "auto-restart":
+        # Restarting cannot fix a config it rejects or a process systemd cannot set up.
+        return exited and (
+            info.exec_main_status in p.restart.bad_config_exit_statuses or info.exec_main_status in EXEC_SETUP
+        )
+    return info.active_state == "inactive" and bool(info.invocation_id or info.exec_main_code)
+
+
+def reason(p: Profile, info: UnitInfo) -> str:
+    """The cause in words, from the unit's properties and its last log lines."""
+    from fleetctl.lifecycle.cause import explain
+    from fleetctl.systemd.journal import tail
+
+    got = tail(paths.unit_name(p.name), 30, paths.agent_log_file(p.name) if p.log_file else None)
+    return explain(p, info, got.lines)
 
 
 def wait_all_healthy(
@@ -79,10 +91,10 @@ def wait_all_healthy(
     while pending:
         infos = mgr.units([paths.unit_name(n) for n in pending])
         for name, p in list(pending.items()):
-            reason = _hopeless(p, infos[paths.unit_name(name)])
-            if reason:
-                out.failed[name], out.reasons[name] = infos[paths.unit_name(name)], reason
-                say(f"{name}: {reason}")
+            info = infos[paths.unit_name(name)]
+            if _hopeless(p, info):
+                out.failed[name], out.reasons[name] = info, reason(p, info)
+                say(f"{name}: {out.reasons[name]}")
                 del pending[name]
         results = probe_many([up_target(p) for p in pending.values()])
         now = time.monotonic()

@@ -50,7 +50,7 @@ def _newest(selector: list[str], unit: str) -> dict | None:  # type: ignore[type
 
 
 def stop_cause(unit: str) -> Cause:
-    """"stop-job" when the last lifecycle record is a stop job's, "exited" when the unit was
+    """ "stop-job" when the last lifecycle record is a stop job's, "exited" when the unit was
     started and no stop job followed, "unknown" when the journal shows neither."""
     for selector in ([], ["--user"]):
         try:
