@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, hyperlinks) ended by BEL or
-# ST, then any other two-byte escape, then stray C1 CSI (0x9b) introducers.
+# ST, nF escapes (charset designations such as ESC ( B), any other two-byte escape, and
+# CSI sequences opened by the C1 byte 0x9b.
 _ANSI = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -/]+[0-~]"
     r"|\x1b[@-Z\\-_]"
     r"|\x9b[0-?]*[ -/]*[@-~]"
 )

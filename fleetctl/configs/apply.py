@@ -126,7 +126,7 @@ def validate_current(p: Profile) -> str | None:
             )
         _run_agent_validator(p, target)
     except ConfigInvalid as e:
-        return str(e)
+        return f"{e}\nvalidator output:\n{e.output}" if e.output else str(e)
     return None
 
 
