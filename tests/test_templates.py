@@ -30,7 +30,7 @@ from fleetctl.systemd.render import render_unit
 
 NODE_AGENT = Path(__file__).parent / "node_agent"
 SYSTEM_NODE = Path("/usr/bin/node")
-needs_node = pytest.mark.skipif(not SYSTEM_NODE.exists(), reason="needs /usr/bin/node (apt-get install nodejs)")
+needs_node = pytest.mark.skipif(not SYSTEM_NODE.exists(), reason="needs /usr/bin/node (apt nodejs)")
 
 
 def npm_global(prefix: Path, engines: str | None = None) -> Path:
@@ -203,9 +203,27 @@ def test_relax_refuses_an_unknown_directive(tmp_path: Path) -> None:
 
 
 # --- the real cause -------------------------------------------------------------------------------
-def info(status: int, code: int = 1, active: str = "failed", sub: str = "failed", result: str = "exit-code") -> UnitInfo:
+def info(
+    status: int, code: int = 1, active: str = "failed", sub: str = "failed", result: str = "exit-code"
+) -> UnitInfo:
     return UnitInfo(
-        "fleet-gw.service", "loaded", active, sub, result, 0, 0, status, code, 0, 0, 0, None, "", "", False, "ab"
+        name="fleet-gw.service",
+        load_state="loaded",
+        active_state=active,
+        sub_state=sub,
+        result=result,
+        main_pid=0,
+        n_restarts=0,
+        exec_main_status=status,
+        exec_main_code=code,
+        active_enter_timestamp=0,
+        inactive_enter_timestamp=0,
+        state_change_timestamp=0,
+        memory_current=None,
+        fragment_path="",
+        unit_file_state="",
+        need_daemon_reload=False,
+        invocation_id="ab",
     )
 
 
@@ -220,13 +238,13 @@ def gw(tmp_path: Path):  # type: ignore[no-untyped-def]
     [
         (
             78,
-            ["Unable to create fallback OpenClaw temp dir: /home/u/.cache/openclaw-0: EROFS read-only file system"],
+            ["Unable to create fallback OpenClaw temp dir: /home/u/.cache/openclaw-0: EROFS read-only"],
             "exited 78, not because of its config: the sandbox keeps a path it writes read-only",
         ),
-        (78, ["[state] lock failed: openat2 ENOSYS Function not implemented"], 'sandbox.relax = ["RestrictSUIDSGID"]'),
+        (78, ["lock failed: openat2 ENOSYS Function not implemented"], 'relax = ["RestrictSUIDSGID"]'),
         (1, ["Error: node:sqlite is unavailable; use 24.16+"], "interpreter is the wrong version"),
         (78, ["Invalid config at /x/openclaw.json: unknown key"], "exited 78: the agent rejected its config"),
-        (203, ["fleet-gw.service: Failed to execute /usr/local/bin/node: No such file or directory"], "203/EXEC"),
+        (203, ["Failed to execute /usr/local/bin/node: No such file or directory"], "203/EXEC"),
         (200, ["Changing to the requested working directory failed: No such file or directory"], "200/CHDIR"),
         (226, [], "226/NAMESPACE"),
     ],
@@ -269,7 +287,8 @@ def test_validator_keeps_its_whole_output_without_escapes() -> None:
         run_validator([sys.executable, "-c", code], timeout=30)
     assert 'Unrecognized key "bogus"' in e.value.output  # the reason, early in the output
     summary = str(e.value)  # one line, ending in the last three lines only
-    assert "\n" not in summary and summary.endswith(": checked section 2 | checked section 3 | checked section 4")
+    assert "\n" not in summary
+    assert summary.endswith(": checked section 2 | checked section 3 | checked section 4")
     assert "\x1b" not in e.value.output
 
 
@@ -284,9 +303,13 @@ def test_validator_runs_with_the_agents_environment(tmp_path: Path, monkeypatch:
     helper.chmod(0o755)
     check = tmp_path / "check.sh"
     check.write_text(
-        '#!/bin/sh\nagent-helper >/dev/null || exit 127\n[ "$MODE" = strict ] || { echo "no MODE" >&2; exit 127; }\n'
+        "#!/bin/sh\n"
+        "agent-helper >/dev/null || exit 127\n"  # only on the agent's PATH
+        '[ "$MODE" = strict ] || { echo "no MODE" >&2; exit 127; }\n'  # the unit's Environment=
         'grep -q bogus "$1" && { echo "bogus key in $1" >&2; exit 1; }\n'
-        '[ "$1" = "$FLEET_CONFIG_FILE" ] || exit 3\ncase "$1" in "$FLEET_CONFIG_DIR"/*) exit 4;; esac\nexit 0\n'
+        '[ "$1" = "$FLEET_CONFIG_FILE" ] || exit 3\n'
+        'case "$1" in "$FLEET_CONFIG_DIR"/*) exit 4;; esac\n'  # never the live config dir
+        "exit 0\n"
     )
     check.chmod(0o755)
     home = tmp_path / "home"
@@ -311,9 +334,8 @@ def test_validator_runs_with_the_agents_environment(tmp_path: Path, monkeypatch:
 
 
 def test_strip_ansi() -> None:
-    assert strip_ansi("\x1b[1;31mred\x1b[0m \x1b]0;title\x07x \x1b]8;;http://a\x1b\\link\x1b]8;;\x1b\\ \x1b(B.") == (
-        "red x link ."
-    )
+    raw = "\x1b[1;31mred\x1b[0m \x1b]0;title\x07x \x1b]8;;http://a\x1b\\link\x1b]8;;\x1b\\ \x1b(B."
+    assert strip_ansi(raw) == "red x link ."
     from fleetctl.diagnosis.redact import Redactor
 
     assert Redactor([], []).redact("\x1b[32mok\x1b[0m") == "ok"
