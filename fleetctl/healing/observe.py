@@ -62,8 +62,9 @@ def classify(
         if info.result in ("success", ""):
             if cause == "exited":
                 # Down by its own exit with no stop job since its start: never "all good".
+                how = f" ({_exit_text(info)})" if info.exec_main_code else ""
                 return "failing", (
-                    f"exited by itself ({_exit_text(info)}) and stayed down "
+                    f"exited by itself{how} and stayed down "
                     f"(Restart={p.restart.policy} does not start it again after that)"
                 )
             if cause == "stop-job":

@@ -90,17 +90,36 @@ RULES: tuple[Rule, ...] = (
 
 def _find_path(line: str) -> str:
     m = re.search(_PATH, line)
-    return f" ({m.group(2)})" if m else ""
+    return f" ({m.group(2).rstrip(':,;.')})" if m else ""
 
 
-def from_logs(lines: Sequence[str]) -> tuple[str, str] | None:
+def from_logs(lines: Sequence[str], p: Profile | None = None) -> tuple[str, str] | None:
     """(kind, explanation with the telling line) from the newest line that matches a rule."""
     for line in reversed(lines):
         for rule in RULES:
             if rule.pattern.search(line):
                 text = rule.says.replace("{path}", _find_path(line)).replace("{{config_dir}}", "{config_dir}")
+                if rule.kind == "path" and p is not None and _read_only_there(p, line):
+                    text += (
+                        ", and the sandbox keeps the home directory read-only there (ProtectHome=read-only), "
+                        "so the agent cannot create it: point it into the agent's own dirs "
+                        '(e.g. XDG_CACHE_HOME = "{config_dir}/cache") or add it to sandbox.read_write_paths'
+                    )
                 return rule.kind, f"{text}; log: {line.strip()[:200]}"
     return None
+
+
+def _read_only_there(p: Profile, line: str) -> bool:
+    """Is the path in `line` inside the home but outside every path the unit makes writable?"""
+    from fleetctl.common import paths
+
+    m = re.search(_PATH, line)
+    if not m or not p.sandbox.enabled or "ProtectHome" in p.sandbox.relax:
+        return False
+    path = paths.expand(m.group(2).rstrip(":,;."))
+    home = paths.home()
+    writable = [paths.expand(d) for d in (p.workspace, p.config_dir, *p.sandbox.read_write_paths)]
+    return path.is_relative_to(home) and not any(path.is_relative_to(w) for w in writable)
 
 
 def explain(p: Profile, info: UnitInfo, lines: Sequence[str]) -> str:
@@ -109,10 +128,10 @@ def explain(p: Profile, info: UnitInfo, lines: Sequence[str]) -> str:
     exited = info.exec_main_code == 1
     if exited and status in EXEC_SETUP:
         name, what = EXEC_STATUS.get(status, (str(status), "systemd could not set up the process"))
-        detail = from_logs(lines)
+        detail = from_logs(lines, p)
         extra = f"; {detail[1]}" if detail else ""
         return f"failed before the agent ran ({status}/{name}): {what}{extra}"
-    found = from_logs(lines)
+    found = from_logs(lines, p)
     if exited and status in p.restart.bad_config_exit_statuses:
         if found:
             return f"exited {status}, not because of its config: {found[1]}"

@@ -60,10 +60,6 @@ if (args.includes("config") && args.includes("validate")) {
     console.error(`openclaw: cannot find the openclaw CLI on PATH (${process.env.PATH})`);
     process.exit(127);
   }
-  if (configPath === liveConfig) {
-    console.error("validator: refusing to validate the live config in place; set OPENCLAW_CONFIG_PATH");
-    process.exit(2);
-  }
   const found = problems(readConfig(configPath));
   if (found.length) {
     // The reason first, then chatter: a validator whose last lines hide the reason.
