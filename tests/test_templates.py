@@ -339,3 +339,22 @@ def test_strip_ansi() -> None:
     from fleetctl.diagnosis.redact import Redactor
 
     assert Redactor([], []).redact("\x1b[32mok\x1b[0m") == "ok"
+
+
+def test_watchdog_never_reads_a_broken_validator_as_a_bad_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetctl.healing.evidence import config_problem
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.toml").write_text(
+        'command = ["/bin/agent"]\nport = 48520\n[config]\nfile = "config.json"\n'
+        'validate_command = ["/nonexistent/openclaw", "config", "validate"]\n'
+    )
+    p = load_fleet(tmp_path / "p").get("a")
+    (tmp_path / "agents/a/config").mkdir(parents=True)
+    (tmp_path / "agents/a/config/config.json").write_text("{}")
+    valid, detail = config_problem(p)
+    assert valid is None and "validator cannot run" in detail, detail
