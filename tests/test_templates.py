@@ -358,3 +358,20 @@ def test_watchdog_never_reads_a_broken_validator_as_a_bad_config(
     (tmp_path / "agents/a/config/config.json").write_text("{}")
     valid, detail = config_problem(p)
     assert valid is None and "validator cannot run" in detail, detail
+
+
+sgr = st.lists(st.integers(min_value=0, max_value=255), max_size=4).map(
+    lambda ns: "\x1b[" + ";".join(map(str, ns)) + "m"
+)
+escapes = st.one_of(
+    sgr,
+    st.sampled_from(["\x1b[2K", "\x1b[1A", "\x1b[?25l", "\x1b(B", "\x1b]0;title\x07", "\x1b]8;;http://x\x1b\\"]),
+)
+plain = st.text(st.characters(blacklist_characters="\x1b\x9b", blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(plain, escapes), max_size=6), plain)
+def test_strip_ansi_leaves_exactly_the_text(parts: list[tuple[str, str]], last: str) -> None:
+    coloured = "".join(text + esc for text, esc in parts) + last
+    assert strip_ansi(coloured) == "".join(text for text, _ in parts) + last
