@@ -365,7 +365,9 @@ sgr = st.lists(st.integers(min_value=0, max_value=255), max_size=4).map(
 )
 escapes = st.one_of(
     sgr,
-    st.sampled_from(["\x1b[2K", "\x1b[1A", "\x1b[?25l", "\x1b(B", "\x1b]0;title\x07", "\x1b]8;;http://x\x1b\\"]),
+    st.sampled_from(
+        ["\x1b[2K", "\x1b[1A", "\x1b[?25l", "\x1b(B", "\x1b]0;title\x07", "\x1b]8;;http://x\x1b\\"]
+    ),
 )
 plain = st.text(st.characters(blacklist_characters="\x1b\x9b", blacklist_categories=("Cs",)), max_size=20)
 

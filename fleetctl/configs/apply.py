@@ -236,7 +236,7 @@ def verify(p: Profile, say: Say) -> str | None:
     The window starts when the agent is first up, so a gateway ready after 10 s is verified
     after 10 s + stable_window instead of always waiting out the whole grace.
     """
-    from fleetctl.lifecycle.readiness import up_target, up_word, wait_all_healthy
+    from fleetctl.lifecycle.readiness import job_timeout, up_target, up_word, wait_all_healthy
     from fleetctl.probes.health import probe_many
     from fleetctl.systemd.manager import SystemdManager
 
@@ -244,7 +244,7 @@ def verify(p: Profile, say: Say) -> str | None:
     window = p.health.stable_window
     with SystemdManager() as mgr:
         mgr.reset_failed(unit) if mgr.units([unit])[unit].active_state == "failed" else None
-        mgr.restart([unit])
+        mgr.restart([unit], timeout=job_timeout([p]))
         ready = wait_all_healthy(mgr, [p], say)
         if p.name not in ready.healthy:
             return ready.reasons.get(p.name, "not healthy")

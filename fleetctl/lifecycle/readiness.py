@@ -39,6 +39,14 @@ def up_target(p: Profile) -> tuple[str, str, float, int]:
     return (p.name, health_url(p), p.health.timeout, p.health.expected_status)
 
 
+def job_timeout(profiles: Sequence[Profile]) -> float:
+    """How long to wait for stop/restart jobs: the longest stop deadline (an OpenClaw gateway
+    may drain for TimeoutStopSec=330) plus a start, never less than the manager's default."""
+    from fleetctl.systemd.manager import JOB_TIMEOUT
+
+    return max([JOB_TIMEOUT, *(p.restart.stop_timeout + JOB_TIMEOUT for p in profiles)])
+
+
 def up_word(p: Profile) -> str:
     return "ready" if p.health.ready_path else "healthy"
 
