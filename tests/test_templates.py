@@ -272,6 +272,10 @@ def test_self_exit_is_failing_and_a_stop_job_is_not(gw) -> None:  # type: ignore
 def test_validator_that_cannot_run_is_not_a_config_verdict(tmp_path: Path) -> None:
     with pytest.raises(ValidatorUnavailable, match="exit 127"):
         run_validator(["/bin/sh", "-c", "echo 'node: not found' >&2; exit 127"], timeout=10)
+    # The wrong Node: its complaint is about the runtime, not the config.
+    wrong = "echo 'Error: node:sqlite is unavailable; use 24.16+' >&2; exit 1"
+    with pytest.raises(ValidatorUnavailable, match="interpreter is missing or the wrong version"):
+        run_validator(["/bin/sh", "-c", wrong], timeout=10)
     script = tmp_path / "v"
     script.write_text("echo hi\n")  # not executable
     with pytest.raises(ValidatorUnavailable):

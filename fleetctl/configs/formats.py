@@ -17,6 +17,7 @@ import jsonschema
 from fleetctl.common import runcmd
 from fleetctl.common.ansi import strip_ansi
 from fleetctl.common.errors import FleetError
+from fleetctl.common.interp import interpreter_problem
 
 Format = Literal["json", "json5", "toml"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -225,6 +226,12 @@ def run_validator(
     if mask:
         whole = mask(whole)
     whole = _bounded(whole)
+    wrong = interpreter_problem(whole)
+    if wrong and proc.returncode > 0:
+        raise ValidatorUnavailable(
+            f"{label}: validator cannot run (its interpreter is missing or the wrong version, "
+            f"exit {proc.returncode}): {shlex.join(argv)}: {_one_line(wrong)}"
+        )
     if proc.returncode in (126, 127):
         raise ValidatorUnavailable(
             f"{label}: validator cannot run (exit {proc.returncode}: "

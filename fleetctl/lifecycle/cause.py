@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fleetctl.common.interp import MISSING_INTERPRETER, WRONG_RUNTIME
 from fleetctl.fleet.profiles import Profile
 from fleetctl.systemd.manager import UnitInfo
 
@@ -66,17 +67,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "interpreter",
-        re.compile(r"/usr/bin/env: .*No such file or directory|env: .*: No such file or directory"),
+        MISSING_INTERPRETER,
         "the #! interpreter is not on the unit's PATH: run the interpreter by absolute path "
         "(`fleetctl new NAME --template openclaw` finds one)",
     ),
     Rule(
         "interpreter",
-        re.compile(
-            r"node:\w+ is unavailable|ERR_UNKNOWN_BUILTIN_MODULE|requires? node(\.js)? ?v?\d|"
-            r"unsupported (node|engine)|use node(\.js)? ?v?\d",
-            re.I,
-        ),
+        WRONG_RUNTIME,
         "the interpreter is the wrong version for the agent (the unit found an older Node): "
         "run a Node that satisfies the package's engines by absolute path",
     ),
