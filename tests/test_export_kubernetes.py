@@ -130,7 +130,7 @@ def test_deployment_carries_the_profile(tmp_path: Path, home: Path) -> None:
     assert c["envFrom"] == [{"secretRef": {"name": "fleet-gateway-secrets"}}]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["terminationGracePeriodSeconds"] == 30
+    assert pod["terminationGracePeriodSeconds"] == 330  # restart.stop_timeout: OpenClaw's drain
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/home/agent/.openclaw-gateway/openclaw.json"]["readOnly"] is True
     assert mounts["/home/agent/.openclaw-gateway/workspace"]["name"] == "state"
@@ -141,7 +141,9 @@ def test_deployment_carries_the_profile(tmp_path: Path, home: Path) -> None:
 
 def test_sandbox_off_leaves_the_root_writable(tmp_path: Path, home: Path) -> None:
     d = openclaw_fleet(tmp_path, home)
-    (d / "gateway.toml").write_text((d / "gateway.toml").read_text() + "\n[sandbox]\nenabled = false\n")
+    (d / "gateway.toml").write_text(
+        (d / "gateway.toml").read_text().replace("[sandbox]\n", "[sandbox]\nenabled = false\n")
+    )
     dep = yaml.safe_load(export_fleet(load_fleet(d)).files["fleet-gateway-deployment.yaml"])
     ctx = dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     assert ctx["readOnlyRootFilesystem"] is False and ctx["allowPrivilegeEscalation"] is False
@@ -198,7 +200,9 @@ def test_an_environment_reference_in_the_config_file_is_no_secret(tmp_path: Path
 def test_a_secret_value_in_the_profile_environment_is_refused(tmp_path: Path, home: Path) -> None:
     d = openclaw_fleet(tmp_path, home)
     profile = d / "gateway.toml"
-    profile.write_text(f'environment = {{ UPSTREAM = "{SECRET}" }}\n' + profile.read_text())
+    profile.write_text(
+        profile.read_text().replace("[environment]\n", f'[environment]\nUPSTREAM = "{SECRET}"\n')
+    )
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["export", "kubernetes", str(d), "-o", str(out)])
     assert result.exit_code == 1, result.output

@@ -37,8 +37,19 @@ def _profile(agent: str, profiles_dir: Path | None):  # type: ignore[no-untyped-
 def config_apply(agent: str, file: Path, reason: str, profiles_dir: Path | None) -> None:
     """Validate FILE, install it as AGENT's config, restart, verify; roll back if unhealthy."""
     from fleetctl.configs.apply import apply
+    from fleetctl.configs.formats import ConfigInvalid
 
-    result = apply(_profile(agent, profiles_dir), file, reason, say=click.echo)
+    try:
+        result = apply(_profile(agent, profiles_dir), file, reason, say=click.echo)
+    except ConfigInvalid as e:
+        if not e.output:
+            raise
+        # The one-line verdict, then everything the validator said: the reason may be early.
+        click.echo(f"fleetctl: {e}", err=True)
+        click.echo("validator output:", err=True)
+        for line in e.output.splitlines():
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(e.exit_code) from None
     click.echo(result.message)
 
 

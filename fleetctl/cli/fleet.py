@@ -85,6 +85,12 @@ def render(
     default=None,
     help='The agent\'s command line, e.g. "/usr/bin/agent --port {port}".',
 )
+@click.option(
+    "--template",
+    type=click.Choice(["openclaw"]),
+    default=None,
+    help="Fill a profile for a known agent from what is installed here (finds the package and a Node).",
+)
 @handle_errors
 def new(
     name: str,
@@ -93,8 +99,9 @@ def new(
     description: str,
     after: tuple[str, ...],
     command: str | None,
+    template: str | None,
 ) -> None:
-    """Write a new profile NAME.toml with the next free port."""
+    """Write a new profile NAME.toml with the next free port (footprints never overlap)."""
     import shlex
 
     from fleetctl.fleet.new import new_profile
@@ -106,6 +113,8 @@ def new(
         description,
         shlex.split(command) if command else None,
         list(after),
+        template=template,
+        say=click.echo,
     )
     click.echo(f"wrote {path}")
 

@@ -1,18 +1,24 @@
 """Config changes as migrations: validate, snapshot, write, restart, verify, promote or roll back.
 
-Every change runs under the agent's store lock. Order inside the lock: finish any deploy a
-crash interrupted, keep a hand edit as its own version, validate the candidate, record it,
-deploy, restart, verify through the grace period; only then does it become last-known-good.
+Every change runs under the agent's store lock. The candidate is validated first (syntax,
+schema, then the agent's own validator on a copy outside the config dir, in the agent's
+environment). Order inside the lock: finish any deploy a crash interrupted, keep a hand edit as
+its own version, record the candidate, deploy, restart, verify (up within the start-up grace,
+then health.stable_window seconds of staying up); only then does it become last-known-good.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetctl.common import paths
+from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.configs import files as managed
 from fleetctl.configs.drift import capture_drift, detect_drift
@@ -61,9 +67,48 @@ def validate(p: Profile, raw: bytes, label: str) -> None:
 
 
 def _run_agent_validator(p: Profile, file: Path) -> None:
-    argv = [a.replace("{file}", str(file)).replace("{name}", p.name) for a in p.config.validate_command]
-    if argv:
-        run_validator(argv, timeout=60, label=f"{p.name}: {p.config.file}", mask=masker(p))
+    """The agent's own validator, in the agent's world: the unit's environment (manager PATH,
+    Environment=, EnvironmentFile=), its working directory, `{file}` and $FLEET_CONFIG_FILE
+    naming the file to check."""
+    from fleetctl.lifecycle.agentenv import expand, unit_environment
+
+    if not p.config.validate_command:
+        return
+    argv = [expand(p, a).replace("{file}", str(file)) for a in p.config.validate_command]
+    env = unit_environment(p)
+    env["FLEET_CONFIG_FILE"] = str(file)
+    workspace = paths.expand(p.workspace)
+    run_validator(
+        argv,
+        timeout=60,
+        label=f"{p.name}: {p.config.file}",
+        env=env,
+        cwd=str(workspace) if workspace.is_dir() else None,
+        mask=masker(p),
+    )
+
+
+@contextmanager
+def candidate_copy(p: Profile, name: str, raw: bytes) -> Iterator[Path]:
+    """The candidate under fleetctl's state dir (0700 dir, 0600 file, same file name), never
+    at the live path: an agent that hot-reloads its config must not see it before it passes."""
+    base = paths.state_dir() / "validate"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{p.name}.", dir=base))
+    try:
+        copy = scratch / Path(name).name
+        write_atomic(copy, raw, managed.FILE_MODE)
+        yield copy
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def validate_candidate(p: Profile, raw: bytes, label: str) -> None:
+    """Everything a candidate must pass before it is recorded: syntax, schema, the validator."""
+    validate(p, raw, label)
+    if p.config.validate_command and p.config.file:
+        with candidate_copy(p, p.config.file, raw) as copy:
+            _run_agent_validator(p, copy)
 
 
 def validate_current(p: Profile) -> str | None:
@@ -81,7 +126,7 @@ def validate_current(p: Profile) -> str | None:
             )
         _run_agent_validator(p, target)
     except ConfigInvalid as e:
-        return str(e)
+        return f"{e}\nvalidator output:\n{e.output}" if e.output else str(e)
     return None
 
 
@@ -91,7 +136,7 @@ def apply(
     names = managed_names(p)
     raw = read_bounded(candidate, managed.MAX_BYTES, str(candidate))
     label = f"{p.name}: {candidate.name}"
-    validate(p, raw, label)  # refuse before anything is touched
+    validate_candidate(p, raw, label)  # refuse before anything is touched
     store = store_for(p)
     config_dir = paths.expand(p.config_dir)
     with store.lock():
@@ -100,13 +145,6 @@ def apply(
         if previous is not None and new.version == previous.version:
             return ApplyResult(True, new.version, f"{p.name}: unchanged (already version {new.version})")
         managed.deploy(store, config_dir, new.version, names)
-        try:
-            _run_agent_validator(p, config_dir / names[0])
-        except ConfigInvalid:
-            # The agent's own validator reads the deployed file: put the old one back, unrestarted.
-            if previous is not None:
-                managed.deploy(store, config_dir, previous.version, names)
-            raise
         say(f"{p.name}: wrote version {new.version}; restarting and verifying")
         return _verify_or_roll_back(p, store, config_dir, names, new, previous, say)
 
@@ -192,30 +230,39 @@ def _verify_or_roll_back(
 
 
 def verify(p: Profile, say: Say) -> str | None:
-    """Restart and require health through the whole grace period; None when it held."""
-    from fleetctl.lifecycle.readiness import health_url, wait_all_healthy
+    """Restart; require health (and readiness) within the start-up grace, then a stability
+    window: the same process must stay active and still answer at its end. None when it held.
+
+    The window starts when the agent is first up, so a gateway ready after 10 s is verified
+    after 10 s + stable_window instead of always waiting out the whole grace.
+    """
+    from fleetctl.lifecycle.readiness import job_timeout, up_target, up_word, wait_all_healthy
+    from fleetctl.probes.health import probe_many
     from fleetctl.systemd.manager import SystemdManager
 
     unit = paths.unit_name(p.name)
+    window = p.health.stable_window
     with SystemdManager() as mgr:
         mgr.reset_failed(unit) if mgr.units([unit])[unit].active_state == "failed" else None
-        started = time.monotonic()
-        mgr.restart([unit])
+        mgr.restart([unit], timeout=job_timeout([p]))
         ready = wait_all_healthy(mgr, [p], say)
         if p.name not in ready.healthy:
             return ready.reasons.get(p.name, "not healthy")
         first = mgr.units([unit])[unit]
-        from fleetctl.probes.health import probe_many
-
-        # Healthy once is not enough: it must stay up, same process, to the end of the grace.
-        while time.monotonic() - started < p.health.startup_grace:
-            time.sleep(0.5)
+        say(f"{p.name}: {up_word(p)}; watching {window:g}s for stability")
+        started = last_note = time.monotonic()
+        while (elapsed := time.monotonic() - started) < window:
+            time.sleep(min(0.5, max(0.0, window - elapsed)))
             now = mgr.units([unit])[unit]
             if now.invocation_id != first.invocation_id or now.active_state != "active":
-                return f"restarted during the grace period ({now.active_state}/{now.sub_state})"
-        final = probe_many([(p.name, health_url(p), p.health.timeout, p.health.expected_status)])[p.name]
+                return f"restarted during the stability window ({now.active_state}/{now.sub_state})"
+            if time.monotonic() - last_note >= 3:
+                last_note = time.monotonic()
+                say(f"{p.name}: stable for {last_note - started:.0f}s of {window:g}s")
+        final = probe_many([up_target(p)])[p.name]
         if not final.ok:
-            return f"health failed at the end of the grace period ({final.error})"
+            return f"{up_word(p)} check failed at the end of the stability window ({final.error})"
+        say(f"{p.name}: stable for {window:g}s")
     return None
 
 

@@ -15,7 +15,9 @@ import json5
 import jsonschema
 
 from fleetctl.common import runcmd
+from fleetctl.common.ansi import strip_ansi
 from fleetctl.common.errors import FleetError
+from fleetctl.common.interp import interpreter_problem
 
 Format = Literal["json", "json5", "toml"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -26,18 +28,35 @@ _JSON5_POS = re.compile(r"^<string>:(\d+) (.*) at column (\d+)$", re.S)
 # tomllib appends the position: 'Invalid value (at line 2, column 5)' or '(at end of document)'.
 _TOML_POS = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.S)
 _TOML_END = re.compile(r"^(.*) \(at end of document\)$", re.S)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MAX_DETAIL = 300
 
 
 class ConfigInvalid(FleetError):
-    """The candidate config does not parse, violates the schema, or fails the agent's validator."""
+    """The candidate config does not parse, violates the schema, or fails the agent's validator.
+
+    str() is one line; `output` keeps the validator's whole output (ANSI stripped, masked).
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class ValidatorUnavailable(FleetError):
+    """The validator itself could not run (not found, not executable, 126/127, timed out):
+    a problem with the validator or its environment, never evidence about the config."""
+
+
+def _bounded(text: str, lines: int = 60, chars: int = 6000) -> str:
+    kept = text.splitlines()[-lines:]
+    out = "\n".join(kept)
+    return out if len(out) <= chars else "…" + out[-chars:]
 
 
 def _one_line(text: str, limit: int = _MAX_DETAIL) -> str:
     # The CLI prints exactly one line; a long schema message (which may embed a whole object)
     # is cut rather than allowed to flood the terminal.
-    flat = " ".join(_ANSI.sub("", text).split())
+    flat = " ".join(strip_ansi(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -189,15 +208,37 @@ def run_validator(
 ) -> None:
     """Run the profile's own validation command (argv list, no shell) through runcmd.
 
-    A missing binary or a timeout stays a plain FleetError (the environment is wrong, not the
-    config); a non-zero exit is ConfigInvalid carrying the tool's last output lines.
+    A validator that cannot run (missing or not executable binary, exit 126/127, timeout) is
+    ValidatorUnavailable: the environment is wrong, not the config. Any other non-zero exit is
+    ConfigInvalid: a one-line message with the last output lines, and the whole output kept.
     """
     if not argv:
         raise ValueError("run_validator: empty argv")
-    proc = runcmd.run(argv, timeout=timeout, env=env, cwd=cwd, check=False)
+    try:
+        proc = runcmd.run(argv, timeout=timeout, env=env, cwd=cwd, check=False)
+    except FleetError as e:
+        raise ValidatorUnavailable(f"{label}: validator cannot run: {e}") from None
+    except OSError as e:
+        raise ValidatorUnavailable(f"{label}: validator cannot run: {argv[0]}: {e.strerror}") from None
     if proc.returncode == 0:
         return
-    output = _ANSI.sub("", proc.stderr.strip() or proc.stdout.strip())
+    whole = strip_ansi("\n".join(x for x in (proc.stdout.strip(), proc.stderr.strip()) if x))
+    if mask:
+        whole = mask(whole)
+    whole = _bounded(whole)
+    wrong = interpreter_problem(whole)
+    if wrong and proc.returncode > 0:
+        raise ValidatorUnavailable(
+            f"{label}: validator cannot run (its interpreter is missing or the wrong version, "
+            f"exit {proc.returncode}): {shlex.join(argv)}: {_one_line(wrong)}"
+        )
+    if proc.returncode in (126, 127):
+        raise ValidatorUnavailable(
+            f"{label}: validator cannot run (exit {proc.returncode}: "
+            f"{'not executable' if proc.returncode == 126 else 'command not found'}): "
+            f"{shlex.join(argv)}: {_one_line(whole) or '(no output)'}"
+        )
+    output = strip_ansi(proc.stderr.strip() or proc.stdout.strip())
     # The last lines carry the verdict; earlier ones are usually progress chatter.
     tail = " | ".join([ln.strip() for ln in output.splitlines() if ln.strip()][-3:]) or "(no output)"
     if mask:
@@ -209,4 +250,4 @@ def run_validator(
             how = f"killed by signal {-proc.returncode}"
     else:
         how = f"exit {proc.returncode}"
-    raise ConfigInvalid(f"{label}: validator failed ({how}): {shlex.join(argv)}: {_one_line(tail)}")
+    raise ConfigInvalid(f"{label}: validator failed ({how}): {shlex.join(argv)}: {_one_line(tail)}", whole)

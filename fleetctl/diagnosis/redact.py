@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from fleetctl.common.ansi import strip_ansi
 from fleetctl.common.errors import FleetError
 
 REDACTED = "[REDACTED]"
@@ -72,6 +73,7 @@ class Redactor:
                 raise FleetError(f"redact pattern {pattern!r} is not a valid regex: {e}") from None
 
     def redact(self, text: str) -> str:
+        text = strip_ansi(text)  # everything redacted is stored or sent: no terminal escapes
         if self._values is not None:
             text = self._values.sub(REDACTED, text)
         for pattern, replacement in _SHAPES:

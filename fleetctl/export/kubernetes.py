@@ -125,7 +125,8 @@ def _no_expansion(text: str) -> str:
     return text.replace("$(", "$$(")
 
 
-def pod_command(p: Profile) -> list[str]:
+def _placeholders(p: Profile, text: str) -> str:
+    """The profile's {placeholders} with their values in the pod (what the unit gets on the host)."""
     values = {
         "{port}": str(p.port),
         "{name}": p.name,
@@ -133,13 +134,13 @@ def pod_command(p: Profile) -> list[str]:
         "{config_dir}": pod_path(p.config_dir),
         "{python}": POD_PYTHON,
     }
+    parts = _PLACEHOLDER.split(text)
+    return "".join(values.get(part, part) if j % 2 else _no_expansion(part) for j, part in enumerate(parts))
+
+
+def pod_command(p: Profile) -> list[str]:
     argv = p.kubernetes.command or p.command
-    out = []
-    for i, arg in enumerate(argv):
-        parts = _PLACEHOLDER.split(arg)
-        text = "".join(values[part] if j % 2 else _no_expansion(part) for j, part in enumerate(parts))
-        out.append(pod_path(text) if i == 0 else text)
-    return out
+    return [pod_path(_placeholders(p, a)) if i == 0 else _placeholders(p, a) for i, a in enumerate(argv)]
 
 
 # --- the objects ------------------------------------------------------------------------------
@@ -168,8 +169,9 @@ def _env(p: Profile) -> list[dict[str, str]]:
         "FLEET_CONFIG_DIR": pod_path(p.config_dir),
         "HOME": POD_HOME,
     }
-    env.update(p.environment)  # the profile's own value wins, as in the unit
-    return [{"name": k, "value": _no_expansion(v)} for k, v in env.items()]
+    # The profile's own value wins, as in the unit, with the same expansion the unit gives it.
+    env.update({k: pod_path(_placeholders(p, v)) for k, v in p.environment})
+    return [{"name": k, "value": v} for k, v in env.items()]
 
 
 def _volumes(p: Profile, config: AgentConfigFile | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -34,6 +34,9 @@ PROFILE_KEYS: dict[str, Mapping] = {
         "container `command`; `{python}` becomes `python3`, `~/` becomes the pod's HOME `/home/agent/`",
     ),
     "port": Mapping(YES, "`containerPort` named `http`, the Service's port, `FLEET_PORT`"),
+    "port_span": Mapping(
+        NO, "a pod has its own network namespace, so footprints cannot collide; only `port` is exposed"
+    ),
     "workspace": Mapping(YES, "the agent's PersistentVolumeClaim (sub-path `workspace`), `workingDir`"),
     "config_dir": Mapping(YES, "the agent's PersistentVolumeClaim (sub-path `config`)"),
     "environment": Mapping(YES, "container `env`"),
@@ -56,6 +59,7 @@ PROFILE_KEYS: dict[str, Mapping] = {
     "health.timeout": Mapping(YES, "probes' `timeoutSeconds` (rounded up to whole seconds)"),
     "health.expected_status": Mapping(PARTLY, "probes count any status from 200 to 399 as success"),
     "health.startup_grace": Mapping(YES, "`startupProbe`: `failureThreshold` × `periodSeconds` covers it"),
+    "health.stable_window": Mapping(NO, "the nearest is the Deployment's `minReadySeconds`"),
     "restart.policy": Mapping(
         PARTLY, "a Deployment's pods always restart (`restartPolicy: Always`); `no` cannot be kept"
     ),
@@ -82,6 +86,7 @@ PROFILE_KEYS: dict[str, Mapping] = {
         "`RuntimeDefault` seccomp; `readOnlyRootFilesystem` unless false",
     ),
     "sandbox.read_write_paths": Mapping(PARTLY, "`emptyDir` volumes: writable, but not kept across restarts"),
+    "sandbox.relax": Mapping(NO, "systemd directives have no pod equivalent; the `securityContext` stays"),
     "config.file": Mapping(
         YES,
         "ConfigMap `fleet-NAME-config-HASH` mounted read-only at `config_dir/file`; a change "

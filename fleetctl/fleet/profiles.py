@@ -24,6 +24,7 @@ class Health:
     timeout: float
     expected_status: int
     startup_grace: float
+    stable_window: float
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Resources:
 class Sandbox:
     enabled: bool
     read_write_paths: tuple[str, ...]
+    relax: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Profile:
     role: str
     command: tuple[str, ...]
     port: int
+    port_span: int
     workspace: str
     config_dir: str
     environment: tuple[tuple[str, str], ...]
@@ -338,19 +341,27 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
 
 def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> None:
     names: dict[str, Path] = {}
-    ports: dict[int, Path] = {}
+    taken: list[tuple[int, int, Path]] = []  # (first, last, profile): each agent's port footprint
     for path, flat in raw:
         if flat["name"] in names:
             problems.append(f"{path}: name: {flat['name']!r} is also used by {names[flat['name']]}")
         names.setdefault(flat["name"], path)
         port = flat.get("port")
         if isinstance(port, int):
-            if port in ports:
-                problems.append(
-                    f"{path}: port: {port} is also used by {ports[port]} "
-                    "(pick another; `fleetctl new` assigns a free one)"
-                )
-            ports.setdefault(port, path)
+            span = flat.get("port_span", 1)
+            first, last = port, port + span - 1
+            if last > 65535:
+                problems.append(f"{path}: port_span: ports {first}-{last} run past 65535 (lower port)")
+            for o_first, o_last, o_path in taken:
+                if first <= o_last and o_first <= last:
+                    mine = str(port) if span == 1 else f"{first}-{last} (port_span {span})"
+                    theirs = "" if o_first == o_last == port else f" (ports {o_first}-{o_last})"
+                    problems.append(
+                        f"{path}: port: {mine} is also used by {o_path}{theirs} "
+                        "(pick another; `fleetctl new` assigns a free one)"
+                    )
+                    break
+            taken.append((first, last, path))
     for path, flat in raw:
         for dep in flat.get("after", []):
             if dep not in names:
@@ -427,6 +438,7 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
         role=d["role"],
         command=tuple(d["command"]),
         port=d["port"],
+        port_span=d["port_span"],
         workspace=sub(d["workspace"]) or "",
         config_dir=sub(d["config_dir"]) or "",
         environment=tuple(sorted(d["environment"].items())),
@@ -439,6 +451,7 @@ def _build(path: Path, flat: dict[str, Any]) -> Profile:
             "health",
             timeout=float(d["health.timeout"]),
             startup_grace=float(d["health.startup_grace"]),
+            stable_window=float(d["health.stable_window"]),
         ),
         restart=section(Restart, "restart"),
         resources=section(Resources, "resources", memory_max=_str_or_none(d["resources.memory_max"])),

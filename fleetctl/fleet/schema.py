@@ -51,6 +51,28 @@ def _name(v: Any) -> str | None:
     return f"must be lowercase letters, digits and '-', starting with a letter, at most 40 (got {v!r})"
 
 
+def _span(v: Any) -> str | None:
+    return None if 1 <= v <= 1000 else f"must be a number of ports between 1 and 1000 (got {v})"
+
+
+# The directives sandbox.relax may leave out (render.py writes them; see docs/sandbox.md).
+RELAXABLE = (
+    "NoNewPrivileges",
+    "LockPersonality",
+    "RestrictRealtime",
+    "RestrictSUIDSGID",
+    "PrivateTmp",
+    "ProtectSystem",
+    "ProtectHome",
+    "ProtectControlGroups",
+)
+
+
+def _relax(v: Any) -> str | None:
+    bad = [d for d in v if d not in RELAXABLE]
+    return f"unknown directive(s) {bad} (known: {', '.join(RELAXABLE)})" if bad else None
+
+
 def _http_path(v: Any) -> str | None:
     return None if v.startswith("/") and " " not in v else f"must be a URL path starting with '/' (got {v!r})"
 
@@ -178,6 +200,13 @@ SETTINGS: tuple[Setting, ...] = (
         doc="the agent listens on 127.0.0.1:port; unique in the fleet",
     ),
     S(
+        "port_span",
+        "int",
+        1,
+        check=_span,
+        doc="ports the agent uses from port on (port … port+span-1); footprints may not overlap",
+    ),
+    S(
         "workspace",
         "str",
         "~/agents/{name}/workspace",
@@ -191,7 +220,13 @@ SETTINGS: tuple[Setting, ...] = (
         check=_user_path,
         doc="the agent's own config directory (created 0700)",
     ),
-    S("environment", "table[str]", {}, check=_environment, doc="extra non-secret environment"),
+    S(
+        "environment",
+        "table[str]",
+        {},
+        check=_environment,
+        doc="extra non-secret environment; {name} {port} {workspace} {config_dir} and a leading ~/ expand",
+    ),
     S("secrets_file", "str", None, check=_user_path, doc="KEY=VALUE env file, mode 0600"),
     S("alternate_secrets_files", "list[str]", [], doc="credentials the watchdog may switch to"),
     S("after", "list[str]", [], inheritable=False, doc="agents that start before this one"),
@@ -217,7 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         30.0,
         check=_positive,
-        doc="seconds a (re)started agent gets to become and stay healthy",
+        doc="seconds a (re)started agent gets to become healthy (and ready)",
+    ),
+    S(
+        "health.stable_window",
+        "number",
+        10.0,
+        check=_positive,
+        doc="after a restart or config change, seconds it must then stay up before it counts as good",
     ),
     S(
         "restart.policy",
@@ -253,6 +295,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("resources.tasks_max", "int", None, check=_positive, doc="TasksMax="),
     S("sandbox.enabled", "bool", True, doc="systemd sandboxing in the unit; false turns it off"),
     S("sandbox.read_write_paths", "list[str]", [], doc="extra writable paths under ProtectSystem=strict"),
+    S(
+        "sandbox.relax",
+        "list[str]",
+        [],
+        check=_relax,
+        doc='sandbox directives left out of the unit, e.g. ["RestrictSUIDSGID"]; the rest stay',
+    ),
     S("config.file", "str", None, doc="the agent's own config file, inside config_dir"),
     S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
     S("config.schema", "str", None, check=_user_path, doc="JSON Schema file the config must satisfy"),

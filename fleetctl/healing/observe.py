@@ -19,6 +19,7 @@ from fleetctl.fleet.profiles import Profile
 from fleetctl.lifecycle.readiness import health_url
 from fleetctl.probes.health import HealthResult, probe_many
 from fleetctl.systemd.manager import SystemdManager, UnitInfo
+from fleetctl.systemd.stopcause import Cause, stop_cause
 
 Status = Literal["healthy", "starting", "restarting", "stopped", "not-installed", "failing"]
 
@@ -48,7 +49,10 @@ def _exit_text(info: UnitInfo) -> str:
     return "never ran"
 
 
-def classify(p: Profile, info: UnitInfo, health: HealthResult | None, now: float) -> tuple[Status, str]:
+def classify(
+    p: Profile, info: UnitInfo, health: HealthResult | None, now: float, cause: Cause = "unknown"
+) -> tuple[Status, str]:
+    """`cause` (stopcause) matters only for a unit that is inactive after a clean result."""
     if info.load_state != "loaded":
         return "not-installed", f"unit {info.load_state}"
     if info.sub_state == "auto-restart":
@@ -57,7 +61,16 @@ def classify(p: Profile, info: UnitInfo, health: HealthResult | None, now: float
         return "failing", f"unit failed ({info.result}, {_exit_text(info)})"
     if info.active_state == "inactive":
         if info.result in ("success", ""):
-            return "stopped", "stopped"  # by a person (fleetctl stop) or a clean exit: not ours
+            if cause == "exited":
+                # Down by its own exit with no stop job since its start: never "all good".
+                how = f" ({_exit_text(info)})" if info.exec_main_code else ""
+                return "failing", (
+                    f"exited by itself{how} and stayed down "
+                    f"(Restart={p.restart.policy} does not start it again after that)"
+                )
+            if cause == "stop-job":
+                return "stopped", "stopped on purpose (a stop job: fleetctl stop or systemctl --user stop)"
+            return "stopped", "stopped (the journal does not say by whom)"
         return "failing", f"unit inactive ({info.result}, {_exit_text(info)})"
     if health is not None and health.ok:
         return "healthy", ""
@@ -104,7 +117,10 @@ def _finish(look: _Look) -> dict[str, Observation]:
     for p in look.profiles:
         info = look.infos[p.name]
         health = results.get(p.name)
-        status, symptom = classify(p, info, health, now)
+        cause: Cause = "unknown"
+        if info.active_state == "inactive" and info.result in ("success", "") and info.load_state == "loaded":
+            cause = stop_cause(paths.unit_name(p.name))
+        status, symptom = classify(p, info, health, now, cause)
         out[p.name] = Observation(p, info, health, status, symptom)
     return out
 

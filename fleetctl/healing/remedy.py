@@ -71,7 +71,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
     trusted to act on SIGTERM, and a polite stop would cost restart.stop_timeout (30 s by
     default) before systemd escalates on its own.
     """
-    from fleetctl.lifecycle.readiness import wait_all_healthy
+    from fleetctl.lifecycle.readiness import job_timeout, wait_all_healthy
 
     p = ctx.profile
     _count_restart(ctx)
@@ -80,7 +80,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
             ctx.mgr.kill(ctx.unit, signal.SIGKILL, "all")
         if ctx.mgr.units([ctx.unit])[ctx.unit].active_state == "failed":
             ctx.mgr.reset_failed(ctx.unit)  # a unit that hit its start limit refuses to start otherwise
-        job = ctx.mgr.restart([ctx.unit]).get(ctx.unit, "?")
+        job = ctx.mgr.restart([ctx.unit], timeout=job_timeout([p])).get(ctx.unit, "?")
     except FleetError as e:
         return Verified(False, f"restart failed: {_first_line(e)}")
     ready = wait_all_healthy(ctx.mgr, [p], lambda _: None, grace=p.health.startup_grace)
@@ -185,8 +185,10 @@ def kill_stale(pid: int) -> None:
 
 
 def stop(ctx: Ctx) -> str:
+    from fleetctl.lifecycle.readiness import job_timeout
+
     try:
-        ctx.mgr.stop([ctx.unit])
+        ctx.mgr.stop([ctx.unit], timeout=job_timeout([ctx.profile]))
     except FleetError as e:
         return f"stop failed: {_first_line(e)}"
     _rebase(ctx)

@@ -14,8 +14,11 @@ def control(verb: str, profiles_dir: Path, agents: list[str], all_agents: bool) 
     fleet = load_fleet(profiles_dir)
     names = fleet.names if all_agents else [fleet.get(a).name for a in agents]
     units = [paths.unit_name(n) for n in names]
+    from fleetctl.lifecycle.readiness import job_timeout
+
+    timeout = job_timeout([fleet.get(n) for n in names])
     with SystemdManager() as mgr:
-        results = getattr(mgr, verb)(units)
+        results = getattr(mgr, verb)(units, timeout=timeout)
     lines = [f"{verb} {u}: {results.get(u, 'done')}" for u in units]
     failed = [u for u in units if results.get(u, "done") != "done"]
     if failed:

@@ -49,8 +49,34 @@ def diagnose(profiles_dir: Path) -> list[Check]:
         )
     )
     if fleet:
-        checks += _ports(fleet) + _secrets(fleet)
+        checks += _ports(fleet) + _secrets(fleet) + _test_starts(fleet)
     return checks
+
+
+def _test_starts(fleet: Fleet) -> list[Check]:
+    """Agents not running are started once as their unit would run them (lifecycle.teststart)."""
+    from fleetctl.lifecycle import manifest
+    from fleetctl.lifecycle.install import detect_target
+    from fleetctl.lifecycle.teststart import test_start
+    from fleetctl.systemd.manager import SystemdManager
+    from fleetctl.systemd.render import Target
+
+    out = []
+    try:
+        with SystemdManager() as mgr:
+            target, _ = detect_target(mgr)
+            fallback = set(manifest.load().sandbox_fallback)
+            infos = mgr.units([paths.unit_name(p.name) for p in fleet.profiles])
+            for p in fleet.profiles:
+                if infos[paths.unit_name(p.name)].active_state in ("active", "activating", "reloading"):
+                    continue
+                t = Target(target.systemd_version, userns=False) if p.name in fallback else target
+                r = test_start(mgr, p, t)
+                fix = "see the cause above; `fleetctl logs " + p.name + "` has the agent's own lines"
+                out.append(Check("test-start", "ok" if r.ok else "fail", f"{p.name}: {r.text}", fix))
+    except FleetError as e:
+        out.append(Check("test-start", "warn", f"agents could not be test-started: {e}"))
+    return out
 
 
 def _manager_checks(fleet: Fleet | None) -> list[Check]:

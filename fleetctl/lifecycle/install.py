@@ -21,7 +21,7 @@ from fleetctl.common.atomic import remove, write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet, Profile, load_fleet
 from fleetctl.lifecycle import hostcheck, manifest
-from fleetctl.lifecycle.readiness import NAMESPACE_EXIT, wait_all_healthy
+from fleetctl.lifecycle.readiness import NAMESPACE_EXIT, job_timeout, wait_all_healthy
 from fleetctl.systemd.manager import SystemdManager, enable_linger, linger_enabled
 from fleetctl.systemd.render import Target, render_unit
 
@@ -146,7 +146,8 @@ def install(
         for line in plan.lines(prune):
             say(line)
         if plan.update:
-            mgr.restart([paths.unit_name(a) for a in plan.update])
+            updated = [fleet.get(a) for a in plan.update]
+            mgr.restart([paths.unit_name(a) for a in plan.update], timeout=job_timeout(updated))
         # Starting an already-active unit is a no-op for systemd: nothing unchanged restarts.
         mgr.start(units)
         if wait:

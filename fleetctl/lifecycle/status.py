@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import Fleet
-from fleetctl.lifecycle.readiness import health_url
+from fleetctl.lifecycle.readiness import READY_STATUS, health_url, ready_url
 from fleetctl.systemd.manager import SystemdManager
 
 JSON_VERSION = 1
@@ -33,24 +33,36 @@ class AgentStatus:
     exec_main_status: int
     active_enter_timestamp: int
     cost_today_usd: float | None = None  # from `oversee`'s usage records; None: not reporting
+    ready: str = "-"  # health.ready_path: "ok" | "fail" | "-" (no ready_path, or not probed)
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     from fleetctl.probes.health import probe_many
 
     units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
-    targets = [
-        (p.name, health_url(p), p.health.timeout, p.health.expected_status)
+    running = [
+        p
         for p in fleet.profiles
         if units[paths.unit_name(p.name)].active_state in ("active", "reloading", "activating")
     ]
-    health = probe_many(targets) if targets else {}
+    targets: list[tuple[tuple[str, str], str, float, int]] = [
+        ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status) for p in running
+    ]
+    targets += [
+        ((p.name, "ready"), url, p.health.timeout, READY_STATUS)
+        for p in running
+        if (url := ready_url(p)) is not None
+    ]
+    probed = probe_many(targets) if targets else {}
+    health = {name: r for (name, kind), r in probed.items() if kind == "health"}
+    ready = {name: r for (name, kind), r in probed.items() if kind == "ready"}
     today = _cost_today(fleet)
     now_us = time.time() * 1e6
     rows = []
     for p in fleet.profiles:
         u = units[paths.unit_name(p.name)]
         h = health.get(p.name)
+        rd = ready.get(p.name)
         up = (
             (now_us - u.active_enter_timestamp) / 1e6
             if u.active_state == "active" and u.active_enter_timestamp
@@ -70,6 +82,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 if h is None
                 else (f"{h.latency_ms:.0f}ms" if h.ok and h.latency_ms is not None else (h.error or "")),
                 health_latency_ms=None if h is None else h.latency_ms,
+                ready="-" if rd is None else ("ok" if rd.ok else "fail"),
                 restarts=u.n_restarts,
                 uptime_seconds=up,
                 memory_bytes=u.memory_current,
@@ -118,6 +131,10 @@ def human_bytes(n: int | None) -> str:
     return f"{n:.1f}T"
 
 
+def _ready_note(ready: str) -> str:
+    return {"ok": ", ready", "fail": ", NOT READY"}.get(ready, "")
+
+
 def table(rows: list[AgentStatus]) -> list[str]:
     header: tuple[str, ...] = (
         "AGENT",
@@ -137,7 +154,7 @@ def table(rows: list[AgentStatus]) -> list[str]:
             "not-installed" if r.load_state == "not-found" else f"{r.active_state}/{r.sub_state}",
             str(r.main_pid or "-"),
             str(r.port),
-            f"{r.health} {r.health_detail}".strip(),
+            f"{r.health} {r.health_detail}".strip() + _ready_note(r.ready),
             str(r.restarts),
             human_duration(r.uptime_seconds),
             human_bytes(r.memory_bytes),

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from fleetctl.common.ansi import strip_ansi
 from fleetctl.common.errors import FleetError
 from fleetctl.common.runcmd import run
 
@@ -55,7 +56,7 @@ def _decode(value: Any) -> str:
 
 
 def _format(entry: dict[str, Any]) -> str:
-    message = _decode(entry.get("MESSAGE")).rstrip("\n")
+    message = strip_ansi(_decode(entry.get("MESSAGE")).rstrip("\n"))
     try:
         when = datetime.fromtimestamp(int(entry["__REALTIME_TIMESTAMP"]) / 1_000_000)
     except (KeyError, ValueError, TypeError, OverflowError, OSError):
@@ -81,7 +82,7 @@ def _query(selector: list[str], lines: int) -> list[str]:
 
 def _file_tail(path: Path, lines: int) -> list[str]:
     with open(path, encoding="utf-8", errors="replace") as f:
-        return [line.rstrip("\n") for line in deque(f, maxlen=lines)]
+        return [strip_ansi(line.rstrip("\n")) for line in deque(f, maxlen=lines)]
 
 
 def tail(unit: str, lines: int = 50, log_file: Path | None = None) -> JournalTail:

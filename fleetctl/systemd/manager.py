@@ -181,6 +181,14 @@ class SystemdManager:
     def version_number(self) -> int:
         return version_number(self.version())
 
+    def environment(self) -> dict[str, str]:
+        """The manager's own environment (Manager.Environment): every unit starts from it."""
+        try:
+            (variant,) = self._bus.call(Properties(MANAGER).get("Environment"), self.timeout)
+        except DBusError as e:
+            raise self._error(e, "Environment") from None
+        return dict(item.split("=", 1) for item in variant[1] if "=" in item)
+
     def reload(self) -> None:
         """daemon-reload. The reply only comes once the reload is complete."""
         self._call("Reload", timeout=RELOAD_TIMEOUT)

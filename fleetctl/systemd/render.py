@@ -97,13 +97,15 @@ def render_unit(profile: Profile, target: Target = BASELINE) -> str:
 def _sandbox(p: Profile, target: Target) -> list[str]:
     if not p.sandbox.enabled:
         return ["# Sandboxing turned off by the profile (sandbox.enabled = false)."]
+    relaxed = set(p.sandbox.relax)
     # These need no namespaces: they work in any user unit.
-    out = [
-        "# Sandboxing",
-        "NoNewPrivileges=yes",
-        "LockPersonality=yes",
-        "RestrictRealtime=yes",
-        "RestrictSUIDSGID=yes",
+    out = ["# Sandboxing"]
+    if relaxed:
+        out.append("# Left out by the profile (sandbox.relax): " + " ".join(sorted(relaxed)))
+    out += [
+        f"{d}=yes"
+        for d in ("NoNewPrivileges", "LockPersonality", "RestrictRealtime", "RestrictSUIDSGID")
+        if d not in relaxed
     ]
     if not target.userns:
         out.append("# Namespace sandboxing left out: this host does not allow user namespaces.")
@@ -115,14 +117,14 @@ def _sandbox(p: Profile, target: Target) -> list[str]:
     # Only the agent's own directories are writable; fleetctl's state is not the agent's.
     writable = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
     writable += ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths]
-    out += [
-        "PrivateTmp=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=read-only",
-        "ReadWritePaths=" + " ".join(writable),
-        "ProtectControlGroups=yes",
+    namespaced = [
+        ("PrivateTmp", "PrivateTmp=yes"),
+        ("ProtectSystem", "ProtectSystem=strict"),
+        ("ProtectHome", "ProtectHome=read-only"),
+        ("ProtectSystem", "ReadWritePaths=" + " ".join(writable)),
+        ("ProtectControlGroups", "ProtectControlGroups=yes"),
     ]
-    return out
+    return out + [line for directive, line in namespaced if directive not in relaxed]
 
 
 def _environment(p: Profile) -> list[tuple[str, str]]:
@@ -132,11 +134,12 @@ def _environment(p: Profile) -> list[tuple[str, str]]:
         ("FLEET_WORKSPACE", paths.to_specifier(p.workspace)),
         ("FLEET_CONFIG_DIR", paths.to_specifier(p.config_dir)),
     ]
-    return base + [(k, v.replace("%", "%%")) for k, v in p.environment]
+    # Environment= does no $-expansion, so only '%' needs escaping there.
+    return base + [(k, _expand_arg(p, v, dollar=False)) for k, v in p.environment]
 
 
-def _expand_arg(p: Profile, arg: str) -> str:
-    """Expand placeholders; escape the profile's own text for systemd ('%' and '$')."""
+def _expand_arg(p: Profile, arg: str, dollar: bool = True) -> str:
+    """Expand placeholders; escape the profile's own text for systemd ('%', and '$' in argv)."""
     values = {
         "{port}": str(p.port),
         "{name}": p.name,
@@ -150,10 +153,14 @@ def _expand_arg(p: Profile, arg: str) -> str:
         if i % 2:
             out.append(values[part])
         elif part.startswith("~/") and i == 0:
-            out.append(paths.to_specifier(part).replace("$", "$$"))
+            out.append(_dollar(paths.to_specifier(part), dollar))
         else:
-            out.append(part.replace("%", "%%").replace("$", "$$"))
+            out.append(_dollar(part.replace("%", "%%"), dollar))
     return "".join(out)
+
+
+def _dollar(text: str, escape: bool) -> str:
+    return text.replace("$", "$$") if escape else text
 
 
 def _quote(word: str) -> str:
