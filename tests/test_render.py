@@ -80,7 +80,7 @@ def test_unit_contents(tmp_path: Path) -> None:
     # The secrets file's path is not the EnvironmentFile: the unit never names it.
     assert "secrets" not in text
     assert "WorkingDirectory=%h/.openclaw-gateway/workspace" in lines
-    assert "ReadWritePaths=%h/.openclaw-gateway/workspace %h/.openclaw-gateway" in lines
+    assert "BindPaths=%h/.openclaw-gateway/workspace %h/.openclaw-gateway" in lines
 
 
 @pytest.mark.parametrize("version,present", [(252, False), (253, False), (254, True), (256, True)])
@@ -101,6 +101,7 @@ def test_sandbox_fallback_and_opt_out(tmp_path: Path) -> None:
     off = render_unit(fleet.get("b"), BASELINE)
     assert "ProtectSystem=strict" in full and "NoNewPrivileges=yes" in full
     assert "ProtectSystem=strict" not in basic and "PrivateTmp" not in basic
+    assert "isolation OFF" in basic and "ProtectHome" not in basic
     assert "NoNewPrivileges=yes" in basic
     assert "NoNewPrivileges" not in off and "sandbox.enabled = false" in off
 

@@ -52,6 +52,8 @@ class Resources:
 class Sandbox:
     enabled: bool
     read_write_paths: tuple[str, ...]
+    read_only_paths: tuple[str, ...]
+    relax: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class FleetSettings:
     alerts_dedup_window: float = 3600.0
     alert_channels: tuple[dict[str, Any], ...] = ()
     review_checklist: str | None = None
+    bulletin_max_age_days: float = 7.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         alerts_dedup_window=float(d["alerts.dedup_window"]),
         alert_channels=tuple(d["alerts.channels"]),
         review_checklist=d["oversight.review_checklist"],
+        bulletin_max_age_days=float(d["bulletin.max_age_days"]),
     )
     return defaults, settings
 

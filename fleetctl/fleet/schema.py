@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.systemd import directives
+
 Check = Callable[[Any], str | None]  # returns a problem ("must be ...") or None
 
 
@@ -127,6 +129,24 @@ def _checks(v: Any) -> str | None:
     return None
 
 
+def _relax(v: Any) -> str | None:
+    unknown = [d for d in v if d not in directives.RELAXABLE]
+    if unknown:
+        return (
+            f"unknown sandbox directive(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(directives.RELAXABLE)}; see docs/sandbox.md)"
+        )
+    return None
+
+
+def _paths(v: Any) -> str | None:
+    for i, path in enumerate(v):
+        problem = _user_path(path)
+        if problem:
+            return f"[{i}]: {problem}"
+    return None
+
+
 def _rates(v: Any) -> str | None:
     for k, val in v.items():
         if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
@@ -237,6 +257,20 @@ SETTINGS: tuple[Setting, ...] = (
     S("resources.tasks_max", "int", None, check=_positive, doc="TasksMax="),
     S("sandbox.enabled", "bool", True, doc="systemd sandboxing in the unit; false turns it off"),
     S("sandbox.read_write_paths", "list[str]", [], doc="extra writable paths under ProtectSystem=strict"),
+    S(
+        "sandbox.read_only_paths",
+        "list[str]",
+        [],
+        check=_paths,
+        doc="more of $HOME the agent may read (its runtime, data); the rest of $HOME is hidden",
+    ),
+    S(
+        "sandbox.relax",
+        "list[str]",
+        [],
+        check=_relax,
+        doc="sandbox directives to turn off, keeping the rest (e.g. RestrictSUIDSGID); see docs/sandbox.md",
+    ),
     S("config.file", "str", None, doc="the agent's own config file, inside config_dir"),
     S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
     S("config.schema", "str", None, check=_user_path, doc="JSON Schema file the config must satisfy"),
@@ -279,6 +313,13 @@ FLEET_SETTINGS: tuple[Setting, ...] = (
         doc="seconds before an open violation is re-sent",
     ),
     S("alerts.channels", "list[table]", [], doc="alert channels, see Alerts"),
+    S(
+        "bulletin.max_age_days",
+        "number",
+        7.0,
+        check=lambda v: None if v > 0 else "must be a positive number of days",
+        doc="bulletin entries older than this move to a dated archive file at each oversee pass",
+    ),
 )
 FLEET_BY_KEY = {s.key: s for s in FLEET_SETTINGS}
 

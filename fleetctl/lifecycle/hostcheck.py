@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import sys
 from pathlib import Path
+
+from fleetctl.common import paths
 
 
 def current_user() -> str:
@@ -38,3 +41,28 @@ def userns_problem() -> str | None:
             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"
         )
     return None
+
+
+def python_runtime_paths() -> tuple[str, ...]:
+    """Where the interpreter behind {python} (and fleetctl itself) lives under $HOME, as
+    specifiers: agents bind these read-only, as ProtectHome=tmpfs hides the rest of $HOME.
+    Outside $HOME nothing is needed: ProtectSystem=strict keeps it readable."""
+    import fleetctl
+
+    home = paths.home().resolve()
+    found = [
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(os.path.realpath(sys.executable)).parent.parent,
+        Path(fleetctl.__file__).resolve().parent.parent,
+    ]
+    out: list[str] = []
+    for p in found:
+        try:
+            rel = p.resolve().relative_to(home)
+        except ValueError:
+            continue
+        spec = "%h/" + str(rel).replace("%", "%%") if str(rel) != "." else ""
+        if spec and spec not in out:
+            out.append(spec)
+    return tuple(out)

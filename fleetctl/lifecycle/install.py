@@ -53,14 +53,21 @@ def sha(text: str) -> str:
 
 def detect_target(mgr: SystemdManager) -> tuple[Target, str | None]:
     problem = hostcheck.userns_problem()
-    return Target(systemd_version=mgr.version_number(), userns=problem is None), problem
+    target = Target(
+        systemd_version=mgr.version_number(),
+        userns=problem is None,
+        runtime_paths=hostcheck.python_runtime_paths(),
+    )
+    return target, problem
 
 
 def make_plan(fleet: Fleet, target: Target, fallback: set[str] | None = None) -> Plan:
     plan = Plan()
     unit_dir = paths.unit_dir()
     for p in fleet.profiles:
-        t = target if p.name not in (fallback or set()) else Target(target.systemd_version, userns=False)
+        t = target
+        if p.name in (fallback or set()):
+            t = Target(target.systemd_version, userns=False, runtime_paths=target.runtime_paths)
         text = render_unit(p, t)
         plan.texts[p.name] = text
         f = unit_dir / paths.unit_name(p.name)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import Fleet, Profile
+from fleetctl.systemd import directives
 
 PYTHON_SHIM = "%E/fleetctl/bin/python"
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./{}-]+$")
@@ -25,6 +26,9 @@ class Target:
 
     systemd_version: int = 252
     userns: bool = True  # namespace sandboxing usable (unprivileged user namespaces allowed)
+    # Where fleetctl's own interpreter lives under $HOME (specifiers, e.g. "%h/.local/pipx/venvs/
+    # fleetctl"): bound read-only for {python} agents. Empty for `units/`, found by install.
+    runtime_paths: tuple[str, ...] = ()
 
 
 BASELINE = Target()  # what `units/` is rendered for: Debian 12's systemd, namespaces usable
@@ -95,34 +99,104 @@ def render_unit(profile: Profile, target: Target = BASELINE) -> str:
 
 
 def _sandbox(p: Profile, target: Target) -> list[str]:
+    """Deny by default: the rows of `directives.DIRECTIVES`, minus what the profile relaxes."""
     if not p.sandbox.enabled:
         return ["# Sandboxing turned off by the profile (sandbox.enabled = false)."]
-    # These need no namespaces: they work in any user unit.
-    out = [
-        "# Sandboxing",
-        "NoNewPrivileges=yes",
-        "LockPersonality=yes",
-        "RestrictRealtime=yes",
-        "RestrictSUIDSGID=yes",
-    ]
+    relax = set(p.sandbox.relax)
+    out = ["# Sandboxing: see docs/sandbox.md; sandbox.relax turns single directives off."]
+    if relax:
+        out.append("# Relaxed by the profile: " + " ".join(sorted(relax)))
+    for d in directives.DIRECTIVES:
+        if d.scope != directives.ANY or d.name in relax:
+            continue
+        if d.name == "MemoryDenyWriteExecute" and not _python_runtime(p):
+            continue  # V8 and other JITs need writable+executable pages
+        out.append(d.line)
     if not target.userns:
-        out.append("# Namespace sandboxing left out: this host does not allow user namespaces.")
+        out.append(f"# {ISOLATION_OFF}: this host does not let the manager build namespaces.")
         return out
-    # Not ProtectKernelTunables=: it fails with 226/NAMESPACE on kernels without
-    # /proc/kallsyms, for little gain in an agent. In a user unit these need a mount
-    # namespace, which systemd builds inside an implied user namespace (PrivateUsers=);
-    # hosts that forbid those get the fallback above.
-    # Only the agent's own directories are writable; fleetctl's state is not the agent's.
-    writable = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
-    writable += ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths]
-    out += [
-        "PrivateTmp=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=read-only",
-        "ReadWritePaths=" + " ".join(writable),
-        "ProtectControlGroups=yes",
-    ]
+    for d in directives.DIRECTIVES:
+        if d.scope != directives.NAMESPACE or d.name in relax:
+            continue
+        out += _home(p, target) if d.name == "ProtectHome" else [d.line]
+    if "ProtectHome" in relax:
+        out += _home(p, target, hidden=False)
     return out
+
+
+ISOLATION_OFF = "Namespace sandboxing left out, isolation OFF"
+# Hidden even where a bound directory (or a relaxed ProtectHome=) would show them.
+SENSITIVE = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".kube",
+    ".docker",
+    ".netrc",
+    ".config/gcloud",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".node_repl_history",
+)
+
+
+def _home(p: Profile, target: Target, hidden: bool = True) -> list[str]:
+    """$HOME as the agent sees it. Hidden: an empty tmpfs with binds of what the agent needs;
+    secrets reach it only through EnvironmentFile=, which the manager reads before the
+    namespace exists. Not hidden (ProtectHome relaxed): all of it, read-only."""
+    own = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
+    extra_home = ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths if w.startswith("~/")]
+    extra_abs = ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths if not w.startswith("~/")]
+    inaccessible = "InaccessiblePaths=" + " ".join(f"-%h/{s}" for s in SENSITIVE)
+    if not hidden:
+        return [
+            "ProtectHome=read-only",
+            "ReadWritePaths=" + " ".join(own + extra_home + extra_abs),
+            inaccessible,
+        ]
+    read_only = ["-" + BULLETIN_DIR, *_runtime_paths(p, target)]
+    read_only += ["-" + paths.to_specifier(r) for r in p.sandbox.read_only_paths]
+    out = [
+        "ProtectHome=tmpfs",
+        "BindPaths=" + " ".join(own + extra_home),
+        "BindReadOnlyPaths=" + " ".join(dict.fromkeys(read_only)),
+    ]
+    if extra_abs:
+        out.append("ReadWritePaths=" + " ".join(extra_abs))
+    return out + [inaccessible]
+
+
+BULLETIN_DIR = "%h/.local/state/fleetctl/bulletin"  # paths.bulletin_dir(), as a specifier
+
+
+def _python_runtime(p: Profile) -> bool:
+    exe = p.command[0]
+    return exe == "{python}" or re.fullmatch(r"python3?(\.[0-9]+)?", exe.rsplit("/", 1)[-1]) is not None
+
+
+def _runtime_paths(p: Profile, target: Target) -> list[str]:
+    """What the agent's program needs from $HOME to run, found from its command line: the
+    {python} shim and fleetctl's interpreter, or the install root of a program or script
+    under ~/ (its node_modules folder, the folder above its bin/, else its own folder)."""
+    out = []
+    if p.command[0] == "{python}":
+        out += ["-" + PYTHON_SHIM.rsplit("/", 1)[0], *("-" + r for r in target.runtime_paths)]
+    own = (p.workspace.rstrip("/") + "/", p.config_dir.rstrip("/") + "/")
+    for arg in p.command:
+        if not arg.startswith("~/") or "{" in arg or arg.startswith(own):
+            continue
+        out.append("-" + paths.to_specifier(_install_root(arg)))
+    return out
+
+
+def _install_root(path: str) -> str:
+    parts = path.rstrip("/").split("/")
+    if "node_modules" in parts:
+        return "/".join(parts[: parts.index("node_modules") + 1])
+    if len(parts) > 3 and parts[-2] == "bin":
+        return "/".join(parts[:-2])
+    return "/".join(parts[:-1]) if len(parts) > 2 else path
 
 
 def _environment(p: Profile) -> list[tuple[str, str]]:
