@@ -20,7 +20,7 @@ from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
-from fleetctl.oversight import heartbeat, metricsfile, notify, review, usage, usercheck
+from fleetctl.oversight import heartbeat, metricsfile, notify, outbox, review, usage, usercheck
 from fleetctl.oversight.agents import UP_STATES, agent_down
 from fleetctl.oversight.drift import config_drift
 from fleetctl.oversight.model import CheckError, Findings, Violation
@@ -45,6 +45,8 @@ class OversightReport:
     alerts: notify.Delivered = field(default_factory=notify.Delivered)
     inbox: list[str] = field(default_factory=list)
     bulletin: int = 0  # lines appended
+    outboxes: dict[str, int] = field(default_factory=dict)  # agent -> entries moved from its outbox
+    archived: int = 0  # bulletin entries moved to the archive
     metrics_file: str = ""
     seconds: float = 0.0
 
@@ -67,6 +69,10 @@ class OversightReport:
         out += [line for line in self.inbox if "stopped:" not in line]
         if self.bulletin:
             out.append(f"bulletin: {self.bulletin} line(s) appended to {paths.bulletin_file()}")
+        for agent, n in sorted(self.outboxes.items()):
+            out.append(f"bulletin: {n} entr{'y' if n == 1 else 'ies'} from {agent}'s outbox")
+        if self.archived:
+            out.append(f"bulletin: {self.archived} old line(s) moved to {paths.bulletin_archive_dir()}")
         if self.metrics_file:
             out.append(f"metrics: {self.metrics_file}")
         return out
@@ -92,6 +98,8 @@ class OversightReport:
             "alerts": {"reports": [r.to_dict() for r in self.alerts.reports], "errors": self.alerts.errors},
             "inbox": list(self.inbox),
             "bulletin_lines": self.bulletin,
+            "outbox_entries": dict(self.outboxes),
+            "bulletin_archived": self.archived,
             "metrics_file": self.metrics_file,
             "seconds": round(self.seconds, 3),
         }
@@ -176,6 +184,7 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
 
     rows = _look(fleet, state, secrets, now, report)
     _tell(fleet, secrets, now, report)
+    _bulletin(fleet, now, report)
     _remember(state, rows, metrics_path, now, report)
     report.seconds = time.monotonic() - started
     heartbeat.write(
@@ -242,6 +251,16 @@ def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightRe
         report.bulletin = len(lines)
     except OSError as e:
         report.problems.append(f"{paths.bulletin_file()}: {e.strerror}")
+
+
+def _bulletin(fleet: Fleet, now: float, report: OversightReport) -> None:
+    """The agents' outboxes into the bulletin, then old entries out of it."""
+    try:
+        got = outbox.collect(fleet, now)
+        report.outboxes, report.problems = got.entries, report.problems + got.problems
+        report.archived = outbox.prune(fleet.settings.bulletin_max_age_days, now)
+    except OSError as e:
+        report.problems.append(f"bulletin: {e}")
 
 
 def _remember(
