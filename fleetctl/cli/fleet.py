@@ -64,13 +64,17 @@ def new(
     after: tuple[str, ...],
     command: str | None,
 ) -> None:
-    """Write a new profile NAME.toml with the next free port."""
+    """Write a new profile NAME.toml with the next free port, and the agent's identity files
+    (SOUL.md, CONSTITUTION.md, HEARTBEAT.md, MEMORY.md) in its workspace, never over one."""
     import shlex
 
+    from fleetctl.fleet.identity import scaffold
     from fleetctl.fleet.new import new_profile
+    from fleetctl.fleet.profiles import load_fleet
 
+    directory = resolve_profiles(profiles_dir)
     path = new_profile(
-        resolve_profiles(profiles_dir),
+        directory,
         name,
         role,
         description,
@@ -78,6 +82,9 @@ def new(
         list(after),
     )
     click.echo(f"wrote {path}")
+    profile = load_fleet(directory).get(name)
+    for f in scaffold(profile):
+        click.echo(f"wrote {f}")
 
 
 @main.command()

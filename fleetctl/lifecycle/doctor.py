@@ -49,8 +49,28 @@ def diagnose(profiles_dir: Path) -> list[Check]:
         )
     )
     if fleet:
-        checks += _ports(fleet) + _secrets(fleet)
+        checks += _ports(fleet) + _secrets(fleet) + _identity(fleet)
     return checks
+
+
+def _identity(fleet: Fleet) -> list[Check]:
+    """A warning only: agents that do not read SOUL/CONSTITUTION/HEARTBEAT/MEMORY keep working."""
+    from fleetctl.fleet.identity import missing
+
+    out = []
+    for p in fleet.profiles:
+        gone = missing(p)
+        if gone:
+            out.append(
+                Check(
+                    "identity",
+                    "warn",
+                    f"{p.name}: no {', '.join(gone)} in {paths.expand(p.workspace)}",
+                    f"fleetctl new writes them for new agents; copy them from another agent's workspace "
+                    f"or ignore this if {p.name} does not use them",
+                )
+            )
+    return out or [Check("identity", "ok", "every agent has SOUL, CONSTITUTION, HEARTBEAT and MEMORY files")]
 
 
 def _manager_checks(fleet: Fleet | None) -> list[Check]:
