@@ -132,6 +132,8 @@ def status(profiles_dir: Path | None, as_json: bool) -> None:
     else:
         for line in st.table(rows):
             click.echo(line)
+        for line in st.isolation_lines(rows):
+            click.echo(line)
         for line in staleness_lines(jobs):
             click.echo(line)
 

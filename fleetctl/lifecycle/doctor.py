@@ -49,8 +49,28 @@ def diagnose(profiles_dir: Path) -> list[Check]:
         )
     )
     if fleet:
-        checks += _ports(fleet) + _secrets(fleet) + _identity(fleet)
+        checks += _ports(fleet) + _secrets(fleet) + _isolation(fleet) + _identity(fleet)
     return checks
+
+
+def _isolation(fleet: Fleet) -> list[Check]:
+    """Per agent: is it kept out of the rest of $HOME, and systemd's exposure score."""
+    from fleetctl.lifecycle.isolation import describe, isolation_off
+
+    out = []
+    for p in fleet.profiles:
+        off = isolation_off(p)
+        if off == "not installed":
+            continue
+        out.append(
+            Check(
+                "isolation",
+                "warn" if off else "ok",
+                describe(p),
+                "it can read other agents' files and secrets; see docs/sandbox.md" if off else "",
+            )
+        )
+    return out
 
 
 def _identity(fleet: Fleet) -> list[Check]:

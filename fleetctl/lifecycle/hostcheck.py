@@ -44,9 +44,10 @@ def userns_problem() -> str | None:
 
 
 def python_runtime_paths() -> tuple[str, ...]:
-    """Where the interpreter behind {python} (and fleetctl itself) lives under $HOME, as
-    specifiers: agents bind these read-only, as ProtectHome=tmpfs hides the rest of $HOME.
-    Outside $HOME nothing is needed: ProtectSystem=strict keeps it readable."""
+    """Where the interpreter behind {python} (and fleetctl itself) lives in the folders that
+    ProtectHome=tmpfs hides (/home, /root, /run/user; e.g. a pipx venv or pyenv), as unit
+    paths: agents bind these read-only. Elsewhere nothing is needed: ProtectSystem=strict
+    keeps the rest of the file system readable."""
     import fleetctl
 
     home = paths.home().resolve()
@@ -57,12 +58,16 @@ def python_runtime_paths() -> tuple[str, ...]:
         Path(fleetctl.__file__).resolve().parent.parent,
     ]
     out: list[str] = []
-    for p in found:
-        try:
-            rel = p.resolve().relative_to(home)
-        except ValueError:
+    for p in (f.resolve() for f in found):
+        if not any(p.is_relative_to(hidden) and p != Path(hidden) for hidden in HIDDEN_BY_PROTECT_HOME):
             continue
-        spec = "%h/" + str(rel).replace("%", "%%") if str(rel) != "." else ""
-        if spec and spec not in out:
+        if p == home:
+            continue
+        spec = "%h/" + str(p.relative_to(home)) if p.is_relative_to(home) else str(p)
+        spec = spec[:2] + spec[2:].replace("%", "%%") if spec.startswith("%h") else spec.replace("%", "%%")
+        if spec not in out:
             out.append(spec)
     return tuple(out)
+
+
+HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")

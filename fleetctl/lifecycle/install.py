@@ -160,9 +160,19 @@ def install(
             fallback = _wait_healthy(mgr, fleet, plan, say)
             if fallback:
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
+        _report_sandbox(fleet, say)
         _record_configs(fleet, healthy=wait)
         _ensure_linger(say)
     return plan
+
+
+def _report_sandbox(fleet: Fleet, say: Say) -> None:
+    """Each agent's isolation and systemd's exposure score: relaxing a directive shows its cost."""
+    from fleetctl.lifecycle.isolation import describe
+
+    for p in fleet.profiles:
+        line = describe(p)
+        say(f"sandbox: {line}" if "isolation OFF" not in line else f"warning: sandbox: {line}")
 
 
 def _prepare_host(fleet: Fleet, say: Say) -> None:
@@ -172,6 +182,9 @@ def _prepare_host(fleet: Fleet, say: Say) -> None:
     )
     if not paths.python_shim().exists() or paths.python_shim().read_text() != shim:
         write_atomic(paths.python_shim(), shim, mode=0o755)
+    from fleetctl.common import bulletin
+
+    bulletin.prepare()  # units bind its folder read-only
     m = manifest.load()
     for p in fleet.profiles:
         for d in (p.workspace, p.config_dir):

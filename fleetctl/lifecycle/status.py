@@ -32,9 +32,11 @@ class AgentStatus:
     result: str
     exec_main_status: int
     active_enter_timestamp: int
+    isolation: str = "on"  # "on", or "off: <why>" (lifecycle.isolation)
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
+    from fleetctl.lifecycle.isolation import isolation_off
     from fleetctl.probes.health import probe_many
 
     units = mgr.units([paths.unit_name(p.name) for p in fleet.profiles])
@@ -74,6 +76,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 result=u.result,
                 exec_main_status=u.exec_main_status,
                 active_enter_timestamp=u.active_enter_timestamp,
+                isolation="on" if (off := isolation_off(p)) is None else f"off: {off}",
             )
         )
     return rows
@@ -81,6 +84,15 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
 
 def as_json(rows: list[AgentStatus], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"version": JSON_VERSION, "agents": [asdict(r) for r in rows], **(extra or {})}
+
+
+def isolation_lines(rows: list[AgentStatus]) -> list[str]:
+    """Said plainly under the table: agents that can see the rest of $HOME."""
+    return [
+        f"warning: {r.agent}: isolation OFF: {r.isolation.removeprefix('off: ')}"
+        for r in rows
+        if r.isolation != "on" and r.isolation != "off: not installed"
+    ]
 
 
 def human_duration(seconds: float | None) -> str:

@@ -178,13 +178,14 @@ def _python_runtime(p: Profile) -> bool:
 def _runtime_paths(p: Profile, target: Target) -> list[str]:
     """What the agent's program needs from $HOME to run, found from its command line: the
     {python} shim and fleetctl's interpreter, or the install root of a program or script
-    under ~/ (its node_modules folder, the folder above its bin/, else its own folder)."""
+    under ~/, /home or /root, which ProtectHome=tmpfs hides (its node_modules folder, the
+    folder above its bin/, else its own folder)."""
     out = []
     if p.command[0] == "{python}":
         out += ["-" + PYTHON_SHIM.rsplit("/", 1)[0], *("-" + r for r in target.runtime_paths)]
     own = (p.workspace.rstrip("/") + "/", p.config_dir.rstrip("/") + "/")
     for arg in p.command:
-        if not arg.startswith("~/") or "{" in arg or arg.startswith(own):
+        if not arg.startswith(("~/", "/home/", "/root/")) or "{" in arg or arg.startswith(own):
             continue
         out.append("-" + paths.to_specifier(_install_root(arg)))
     return out
