@@ -8,6 +8,7 @@ that case; the first says so and skips when the host gives no namespaces at all)
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -143,3 +144,30 @@ def test_without_namespaces_the_agent_starts_and_everyone_says_isolation_is_off(
     got = _probe(port)
     assert got["read"][str(deny["b workspace"])] == "ok"
     print("isolation OFF for agent a (forced fallback): it can read B's workspace", file=sys.stderr)
+
+
+def test_exposure_targets_demo_and_node_agents(fleetctl: Fleetctl, tmp_path: Path) -> None:
+    """systemd's own rating of the units as rendered, with both agents healthy inside them
+    (the Node one without MemoryDenyWriteExecute=, which V8's JIT cannot run under)."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+    from exposure import TARGETS, profiles
+
+    d = profiles(tmp_path / "profiles")
+    out = fleetctl("install", str(d)).stdout
+    score = {}
+    for agent, target in TARGETS.items():
+        m = re.search(rf"sandbox: {agent}: isolated, exposure ([0-9.]+) (\w+)", out)
+        assert m, out
+        score[agent] = float(m.group(1))
+        assert score[agent] <= target, (agent, m.group(0))
+    assert (fleetctl.manager.home / "agents" / "node" / "workspace" / "node-agent.started").exists()
+    relaxed = (
+        d / "node.toml"
+    ).read_text() + '[sandbox]\nrelax = ["SystemCallFilter", "RestrictNamespaces"]\n'
+    (d / "node.toml").write_text(relaxed)
+    out = fleetctl("install", str(d)).stdout
+    m = re.search(
+        r"sandbox: node: isolated, exposure ([0-9.]+) \w+, relaxed: SystemCallFilter RestrictNamespaces", out
+    )
+    assert m, out
+    assert float(m.group(1)) > score["node"]  # relaxing shows its cost

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetctl.fleet.profiles import ProfileErrors, load_fleet
@@ -56,6 +56,7 @@ def test_install_target_binds_fleetctls_interpreter(tmp_path: Path) -> None:
     assert "-%h/.local/pipx/venvs/fleetctl" in _value(lines, "BindReadOnlyPaths")
 
 
+@settings(deadline=None)
 @given(st.sets(st.sampled_from(directives.RELAXABLE), max_size=6))
 def test_relax_turns_off_exactly_the_named_directives(relax: set[str]) -> None:
     import tempfile

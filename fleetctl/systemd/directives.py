@@ -26,10 +26,11 @@ class Directive:
     why: str  # why on, or for OFF rows why it is left out
     node: str = "nothing seen"  # what it costs or breaks for Node / OpenClaw
     relaxable: bool = True
+    more: tuple[str, ...] = ()  # further values, each its own line (systemd merges them)
 
     @property
-    def line(self) -> str:
-        return f"{self.name}={self.value}"
+    def lines(self) -> list[str]:
+        return [f"{self.name}={v}" for v in (self.value, *self.more)]
 
 
 D = Directive
@@ -49,8 +50,12 @@ DIRECTIVES: tuple[Directive, ...] = (
         "SystemCallFilter",
         "@system-service",
         ANY,
-        "only the system calls an ordinary service makes (no mount, reboot, module loading, ...)",
-        "none for plain Node; a native addon making unusual calls gets EPERM",
+        "only the system calls an ordinary service makes (no mount, reboot, module loading, ...), "
+        "and of those not @privileged (chown, setuid, ...) nor @resources (setrlimit, "
+        "setpriority, CPU affinity)",
+        "none for plain Node (its start-up setrlimit failing is ignored); a native addon making "
+        "unusual calls gets EPERM",
+        more=("~@privileged @resources",),
     ),
     D("SystemCallErrorNumber", "EPERM", ANY, "a filtered call fails with EPERM instead of killing the agent"),
     D("SystemCallArchitectures", "native", ANY, "no 32-bit or foreign-ABI system calls"),

@@ -111,14 +111,14 @@ def _sandbox(p: Profile, target: Target) -> list[str]:
             continue
         if d.name == "MemoryDenyWriteExecute" and not _python_runtime(p):
             continue  # V8 and other JITs need writable+executable pages
-        out.append(d.line)
+        out += d.lines
     if not target.userns:
         out.append(f"# {ISOLATION_OFF}: this host does not let the manager build namespaces.")
         return out
     for d in directives.DIRECTIVES:
         if d.scope != directives.NAMESPACE or d.name in relax:
             continue
-        out += _home(p, target) if d.name == "ProtectHome" else [d.line]
+        out += _home(p, target) if d.name == "ProtectHome" else d.lines
     if "ProtectHome" in relax:
         out += _home(p, target, hidden=False)
     return out
