@@ -24,7 +24,7 @@ class Directive:
     value: str  # what render writes after "name=" ("" for OFF rows)
     scope: str
     why: str  # why on, or for OFF rows why it is left out
-    node: str = "nothing seen"  # what it costs or breaks for Node / OpenClaw
+    node: str = "none seen (test Node agent)"  # what it costs or breaks for Node / OpenClaw
     relaxable: bool = True
     more: tuple[str, ...] = ()  # further values, each its own line (systemd merges them)
 
@@ -148,3 +148,22 @@ DIRECTIVES: tuple[Directive, ...] = (
 
 BY_NAME = {d.name: d for d in DIRECTIVES}
 RELAXABLE = tuple(d.name for d in DIRECTIVES if d.relaxable)
+
+
+def markdown_table() -> str:
+    """docs/sandbox.md carries this table verbatim (tests/test_sandbox_doc.py)."""
+    rows = [
+        "| directive | on | why (or why not) | Node / OpenClaw | relax |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for d in DIRECTIVES:
+        if d.scope == OFF:
+            on = "off"
+        elif d.name == "MemoryDenyWriteExecute":
+            on = "Python only"
+        else:
+            on = "yes" if d.scope == ANY else "yes (namespaces)"
+        shown = " ".join(f"`{line}`" for line in d.lines) if d.scope != OFF else f"`{d.name}=`"
+        relax = f'`relax = ["{d.name}"]`' if d.relaxable else "-"
+        rows.append(f"| {shown} | {on} | {d.why.replace('|', '/')} | {d.node.replace('|', '/')} | {relax} |")
+    return "\n".join(rows) + "\n"
