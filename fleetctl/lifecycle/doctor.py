@@ -43,7 +43,8 @@ def diagnose(profiles_dir: Path) -> list[Check]:
             "sandbox",
             "warn",
             f"namespace sandboxing unavailable: {problem}",
-            "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu "
+            "units fall back to seccomp-level sandboxing and agents are NOT isolated from each other "
+            "(they can read each other's files and secrets); to allow namespaces on Ubuntu "
             "24.04: an AppArmor profile for the agent, or sysctl "
             "kernel.apparmor_restrict_unprivileged_userns=0",
         )
@@ -55,18 +56,18 @@ def diagnose(profiles_dir: Path) -> list[Check]:
 
 def _isolation(fleet: Fleet) -> list[Check]:
     """Per agent: is it kept out of the rest of $HOME, and systemd's exposure score."""
-    from fleetctl.lifecycle.isolation import describe, isolation_off
+    from fleetctl.lifecycle.isolation import describe_all, isolation_off
 
+    installed = [p for p in fleet.profiles if isolation_off(p) != "not installed"]
+    lines = describe_all(installed)
     out = []
-    for p in fleet.profiles:
+    for p in installed:
         off = isolation_off(p)
-        if off == "not installed":
-            continue
         out.append(
             Check(
                 "isolation",
                 "warn" if off else "ok",
-                describe(p),
+                lines[p.name],
                 "it can read other agents' files and secrets; see docs/sandbox.md" if off else "",
             )
         )

@@ -168,10 +168,9 @@ def install(
 
 def _report_sandbox(fleet: Fleet, say: Say) -> None:
     """Each agent's isolation and systemd's exposure score: relaxing a directive shows its cost."""
-    from fleetctl.lifecycle.isolation import describe
+    from fleetctl.lifecycle.isolation import describe_all
 
-    for p in fleet.profiles:
-        line = describe(p)
+    for line in describe_all(list(fleet.profiles)).values():
         say(f"sandbox: {line}" if "isolation OFF" not in line else f"warning: sandbox: {line}")
 
 

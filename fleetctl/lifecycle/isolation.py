@@ -64,6 +64,14 @@ def exposure(unit: str) -> Exposure:
     return Exposure(float(m.group(1)), m.group(2))
 
 
+def describe_all(profiles: list[Profile]) -> dict[str, str]:
+    """describe() for many agents at once: each asks systemd-analyze, which takes a moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(profiles) or 1)) as pool:
+        return dict(zip((p.name for p in profiles), pool.map(describe, profiles), strict=True))
+
+
 def describe(p: Profile) -> str:
     """One line for install and doctor: isolation, exposure, and what the profile relaxed."""
     off = isolation_off(p)
