@@ -92,3 +92,21 @@ def test_fallback_says_isolation_is_off(tmp_path: Path) -> None:
     lines = _unit(tmp_path, 'command = ["/bin/a"]\nport = 48520\n', Target(userns=False))
     assert any("isolation OFF" in line for line in lines)
     assert "SystemCallFilter=@system-service" in lines and "ProtectHome=tmpfs" not in lines
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        ('workspace = "~/"\n', "workspace: ~ would give the agent ~ "),
+        ('config_dir = "~/.config/"\n', "config_dir: ~/.config would give the agent ~/.config "),
+        ('config_dir = "~/.local/state/fleetctl/x/.."\n', "would give the agent ~/.local/state/fleetctl "),
+        ('workspace = "~/agents/b/workspace/sub"\n', "is inside b's ~/agents/b/workspace"),
+        ('workspace = "~/agents"\n', "~/agents/b/workspace is inside a's ~/agents"),
+    ],
+)
+def test_agents_never_share_or_expose_folders(tmp_path: Path, body: str, problem: str) -> None:
+    (tmp_path / "a.toml").write_text('command = ["/bin/a"]\nport = 48520\n' + body)
+    (tmp_path / "b.toml").write_text('command = ["/bin/a"]\nport = 48540\n')
+    with pytest.raises(ProfileErrors) as e:
+        load_fleet(tmp_path)
+    assert any(problem in p for p in e.value.problems), e.value.problems

@@ -329,6 +329,7 @@ def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -
                     "(pick another; `fleetctl new` assigns a free one)"
                 )
             ports.setdefault(port, path)
+    _check_dirs(raw, problems)
     for path, flat in raw:
         for dep in flat.get("after", []):
             if dep not in names:
@@ -338,6 +339,49 @@ def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -
     cycle = _find_cycle({f["name"]: [d for d in f.get("after", []) if d in names] for _, f in raw})
     if cycle:
         problems.append(f"{names[cycle[0]]}: after: ordering cycle {' -> '.join(cycle)}")
+
+
+# What an agent's read-write dirs must never be or contain: they would undo its isolation.
+_NOT_AGENT_DIRS = (
+    "~",
+    "~/.config",
+    "~/.config/fleetctl",
+    "~/.local",
+    "~/.local/state",
+    "~/.local/state/fleetctl",
+    "~/.ssh",
+)
+
+
+def _check_dirs(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> None:
+    """An agent's workspace and config_dir are its own: never $HOME or fleetctl's folders,
+    never inside (or around) another agent's, or the sandbox would hand one agent another's."""
+    import posixpath
+
+    def norm(v: Any, name: str) -> str | None:
+        return posixpath.normpath(v.replace("{name}", name)) if isinstance(v, str) else None
+
+    def within(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/")
+
+    owned: list[tuple[str, str, Path, str]] = []  # (dir, agent, profile, key)
+    for path, flat in raw:
+        name = flat["name"]
+        for key in ("workspace", "config_dir"):
+            d = norm(flat.get(key, schema.BY_KEY[key].default), name)
+            if d is None:
+                continue
+            bad = next((x for x in _NOT_AGENT_DIRS if within(x, d)), None)
+            if bad:
+                problems.append(f"{path}: {key}: {d} would give the agent {bad} (pick a folder of its own)")
+            owned.append((d, name, path, key))
+    for d, name, path, key in owned:
+        for other, other_name, _, _ in owned:
+            if other_name != name and within(d, other):
+                problems.append(
+                    f"{path}: {key}: {d} is inside {other_name}'s {other}: agents must not share folders "
+                    "(use the bulletin to share)"
+                )
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
