@@ -110,3 +110,19 @@ def test_agents_never_share_or_expose_folders(tmp_path: Path, body: str, problem
     with pytest.raises(ProfileErrors) as e:
         load_fleet(tmp_path)
     assert any(problem in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize(
+    "command,bound",
+    [
+        ("~/agent.sh", "-%h/agent.sh"),
+        ("/root/agent", "-/root/agent"),
+        ("/home/ann/agent", "-/home/ann/agent"),
+        ("/home/ann/bin/agent", "-/home/ann/bin/agent"),
+        ("/home/ann/tools/bin/agent", "-/home/ann/tools"),
+        ("~/apps/bot/run.js", "-%h/apps/bot"),
+    ],
+)
+def test_runtime_root_is_never_a_home_folder_itself(tmp_path: Path, command: str, bound: str) -> None:
+    lines = _unit(tmp_path, f'command = ["{command}"]\nport = 48520\n')
+    assert _value(lines, "BindReadOnlyPaths")[1:] == [bound]

@@ -194,10 +194,14 @@ def _runtime_paths(p: Profile, target: Target) -> list[str]:
 def _install_root(path: str) -> str:
     parts = path.rstrip("/").split("/")
     if "node_modules" in parts:
-        return "/".join(parts[: parts.index("node_modules") + 1])
-    if len(parts) > 3 and parts[-2] == "bin":
-        return "/".join(parts[:-2])
-    return "/".join(parts[:-1]) if len(parts) > 2 else path
+        root = parts[: parts.index("node_modules") + 1]
+    elif len(parts) > 3 and parts[-2] == "bin":
+        root = parts[:-2]
+    else:
+        root = parts[:-1]
+    # Never a home folder itself (~, /home/NAME, /root): that would show all of it.
+    home_itself = root == ["~"] or len(root) <= 2 or (root[1] == "home" and len(root) <= 3)
+    return path if home_itself else "/".join(root)
 
 
 def _environment(p: Profile) -> list[tuple[str, str]]:
