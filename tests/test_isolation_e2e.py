@@ -146,6 +146,20 @@ def test_without_namespaces_the_agent_starts_and_everyone_says_isolation_is_off(
     print("isolation OFF for agent a (forced fallback): it can read B's workspace", file=sys.stderr)
 
 
+def test_hosts_failing_the_hardening_keep_the_isolation(fleetctl: Fleetctl, tmp_path: Path) -> None:
+    """What install records after a 226/NAMESPACE with the full sandbox: the isolation rows
+    stay, the other namespace hardening goes, and the agent still cannot read B's files."""
+    profiles, deny, _, port = _fleet(fleetctl, tmp_path)
+    manifest = fleetctl.manager.home / ".local" / "state" / "fleetctl" / "manifest.json"
+    manifest.write_text(json.dumps({"sandbox_core_only": ["a"]}))
+    out = fleetctl("install", str(profiles)).stdout
+    assert "sandbox: a: isolated (namespace hardening left out" in out, out
+    unit = (fleetctl.manager.home / ".config/systemd/user/fleet-a.service").read_text()
+    assert "ProtectHome=tmpfs" in unit and "PrivateUsers=yes" in unit and "PrivateDevices" not in unit
+    got = _probe(port)
+    assert got["read"][str(deny["b workspace"])] != "ok" and got["read"][str(deny["ssh key"])] != "ok"
+
+
 def test_exposure_targets_demo_and_node_agents(fleetctl: Fleetctl, tmp_path: Path) -> None:
     """systemd's own rating of the units as rendered, with both agents healthy inside them
     (the Node one without MemoryDenyWriteExecute=, which V8's JIT cannot run under)."""

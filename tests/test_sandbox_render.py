@@ -126,3 +126,11 @@ def test_agents_never_share_or_expose_folders(tmp_path: Path, body: str, problem
 def test_runtime_root_is_never_a_home_folder_itself(tmp_path: Path, command: str, bound: str) -> None:
     lines = _unit(tmp_path, f'command = ["{command}"]\nport = 48520\n')
     assert _value(lines, "BindReadOnlyPaths")[1:] == [bound]
+
+
+def test_without_hardening_only_the_isolation_rows_stay(tmp_path: Path) -> None:
+    lines = _unit(tmp_path, 'command = ["/bin/a"]\nport = 48520\n', Target(hardening=False))
+    keys = {line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")}
+    namespace_rows = {d.name for d in directives.DIRECTIVES if d.scope == directives.NAMESPACE}
+    assert keys & namespace_rows == set(directives.ISOLATION)
+    assert "SystemCallFilter" in keys and "BindPaths" in keys

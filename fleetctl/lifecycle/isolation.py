@@ -76,6 +76,8 @@ def describe(p: Profile) -> str:
     """One line for install and doctor: isolation, exposure, and what the profile relaxed."""
     off = isolation_off(p)
     parts = [f"isolation OFF ({off})" if off else "isolated"]
+    if not off and _hardening_left_out(p):
+        parts[0] += " (namespace hardening left out: it failed with 226/NAMESPACE here)"
     try:
         parts.append(f"exposure {exposure(paths.unit_name(p.name))}")
     except FleetError as e:
@@ -83,3 +85,11 @@ def describe(p: Profile) -> str:
     if p.sandbox.relax:
         parts.append("relaxed: " + " ".join(p.sandbox.relax))
     return f"{p.name}: " + ", ".join(parts)
+
+
+def _hardening_left_out(p: Profile) -> bool:
+    try:
+        text = (paths.unit_dir() / paths.unit_name(p.name)).read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    return "# Namespace hardening left out" in text

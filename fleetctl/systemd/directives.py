@@ -147,6 +147,9 @@ DIRECTIVES: tuple[Directive, ...] = (
 )
 
 BY_NAME = {d.name: d for d in DIRECTIVES}
+# The namespace rows that make the isolation; the other namespace rows are hardening, which
+# install drops first when a host fails the unit with 226/NAMESPACE.
+ISOLATION = ("PrivateUsers", "PrivateTmp", "ProtectSystem", "ProtectHome")
 RELAXABLE = tuple(d.name for d in DIRECTIVES if d.relaxable)
 
 
