@@ -57,7 +57,7 @@ def test_scaffold_never_overwrites(existing: set[str], text: str) -> None:
         ws = Path(d) / "agents" / "a" / "workspace"
         ws.mkdir(parents=True)
         for name in existing:
-            (ws / name).write_text(text)
+            (ws / name).write_bytes(text.encode())
         regular = set(existing)
         if "SOUL.md" not in existing:  # a dangling link is an existing name too
             os.symlink(Path(d) / "elsewhere", ws / "SOUL.md")
@@ -65,7 +65,7 @@ def test_scaffold_never_overwrites(existing: set[str], text: str) -> None:
         written = identity.scaffold(p)
         assert {f.name for f in written} == set(identity.FILES) - existing
         for name in regular:
-            assert (ws / name).read_text() == text
+            assert (ws / name).read_bytes() == text.encode()
         assert not (Path(d) / "elsewhere").exists()
 
 
