@@ -53,8 +53,7 @@ DIRECTIVES: tuple[Directive, ...] = (
         "only the system calls an ordinary service makes (no mount, reboot, module loading, ...), "
         "and of those not @privileged (chown, setuid, ...) nor @resources (setrlimit, "
         "setpriority, CPU affinity)",
-        "none for plain Node (its start-up setrlimit failing is ignored); a native addon making "
-        "unusual calls gets EPERM",
+        "none seen with the test Node agent (Node 20); a native addon making unusual calls gets EPERM",
         more=("~@privileged @resources",),
     ),
     D("SystemCallErrorNumber", "EPERM", ANY, "a filtered call fails with EPERM instead of killing the agent"),
@@ -72,7 +71,7 @@ DIRECTIVES: tuple[Directive, ...] = (
         "AF_UNIX AF_INET AF_INET6",
         ANY,
         "only local sockets and IP; no netlink, packet or Bluetooth sockets",
-        "os.networkInterfaces() uses netlink and returns nothing",
+        "os.networkInterfaces() needs a netlink socket (getifaddrs), which is refused",
     ),
     D("UMask", "0077", ANY, "files the agent creates are private to the user"),
     D("KeyringMode", "private", ANY, "the agent gets its own kernel keyring, not the user's"),
@@ -113,14 +112,14 @@ DIRECTIVES: tuple[Directive, ...] = (
         "ProtectKernelLogs",
         "",
         OFF,
-        "fails with 226/NAMESPACE on kernels without /proc/kmsg access (seen on the test host)",
+        "failed with 226/NAMESPACE in the test-bed manager (systemd 252, kernel 6.18)",
         relaxable=False,
     ),
     D(
         "ProtectKernelTunables",
         "",
         OFF,
-        "fails with 226/NAMESPACE on kernels without /proc/kallsyms (seen on the test host)",
+        "failed with 226/NAMESPACE in the test-bed manager (systemd 252, kernel 6.18)",
         relaxable=False,
     ),
     D(
@@ -134,7 +133,8 @@ DIRECTIVES: tuple[Directive, ...] = (
         "IPAddressDeny",
         "",
         OFF,
-        "needs cgroup BPF, which a user manager does not get; and agents must reach their LLM API",
+        "needs cgroup BPF programs, which an unprivileged user manager cannot attach; and agents "
+        "must reach their LLM API",
         relaxable=False,
     ),
     D(
@@ -168,5 +168,6 @@ def markdown_table() -> str:
             on = "yes" if d.scope == ANY else "yes (namespaces)"
         shown = " ".join(f"`{line}`" for line in d.lines) if d.scope != OFF else f"`{d.name}=`"
         relax = f'`relax = ["{d.name}"]`' if d.relaxable else "-"
-        rows.append(f"| {shown} | {on} | {d.why.replace('|', '/')} | {d.node.replace('|', '/')} | {relax} |")
+        node = d.node.replace("|", "/") if d.scope != OFF else "-"
+        rows.append(f"| {shown} | {on} | {d.why.replace('|', '/')} | {node} | {relax} |")
     return "\n".join(rows) + "\n"
