@@ -71,6 +71,15 @@ def test_entries_are_stamped_by_fleetctl_not_the_agent(home: Path, tmp_path: Pat
     assert (paths.bulletin_dir().stat().st_mode & 0o777) == 0o700
 
 
+def test_a_chatty_agent_is_read_a_little_each_pass(home: Path, tmp_path: Path) -> None:
+    f = load_fleet(fleet(tmp_path, ["alice"]))
+    write_outbox("alice", "".join(f"line {i}\n" for i in range(outbox.ENTRIES_MAX * 2 + 3)))
+    counts = [outbox.collect(f, NOW + i).entries.get("alice", 0) for i in range(4)]
+    assert counts == [outbox.ENTRIES_MAX, outbox.ENTRIES_MAX, 3, 0]
+    got = [line.split(": ", 1)[1] for line in paths.bulletin_file().read_text().splitlines()]
+    assert got == [f"line {i}" for i in range(outbox.ENTRIES_MAX * 2 + 3)]
+
+
 def test_a_symlinked_or_hard_linked_outbox_is_not_read(home: Path, tmp_path: Path) -> None:
     f = load_fleet(fleet(tmp_path, ["alice", "bob"]))
     secret = home / ".ssh" / "id_ed25519"
@@ -129,7 +138,8 @@ def test_no_duplicates_when_collection_is_killed_midway(home: Path, tmp_path: Pa
         time.sleep(0.15 + (round_ % 7) * 0.04)  # past start-up, then anywhere in a pass
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    outbox.collect(load_fleet(d), time.time())  # a clean pass finishes what the last one began
+    while outbox.collect(load_fleet(d), time.time()).entries:  # clean passes finish the rest
+        pass
     lines = paths.bulletin_file().read_text().splitlines()
     got = [line.split(" ", 1)[1] for line in lines]
     assert sorted(got) == sorted(f"{n}: {text}" for n, text in sent)

@@ -32,6 +32,7 @@ OFFSETS = "bulletin-outboxes.json"
 INTENT = "bulletin-outboxes.intent.json"
 ENTRY_MAX = 300  # characters, as the watchdog's and oversee's lines
 READ_MAX = 64 * 1024  # bytes per outbox per pass; the rest waits for the next pass
+ENTRIES_MAX = 20  # lines per outbox per pass: one chatty agent cannot flood the bulletin
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f]")  # ANSI first, then the rest
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ")
 
@@ -104,9 +105,10 @@ def _read_new(outbox: Path, seen: Any) -> tuple[list[str], dict[str, int] | None
             start = int(seen["offset"])
         fh.seek(start)
         data = fh.read(READ_MAX)
-    end = data.rfind(b"\n") + 1  # a line still being written waits for the next pass
-    lines = data[:end].decode(errors="replace").splitlines()
-    return lines, {"inode": st.st_ino, "offset": start + end}
+    # Whole lines only (one still being written waits), at most ENTRIES_MAX of them.
+    raw = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1][:ENTRIES_MAX]
+    end = sum(len(line) + 1 for line in raw)
+    return [line.decode(errors="replace") for line in raw], {"inode": st.st_ino, "offset": start + end}
 
 
 def _entry(agent: str, line: str, now: float) -> str:
