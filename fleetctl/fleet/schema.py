@@ -164,7 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
         "specialist",
         check=_one_of("coordinator", "specialist"),
         inheritable=False,
-        doc="coordinator gets the inbox and the bulletin; others are specialists",
+        doc="coordinator gets oversee's inbox POSTs; every agent reads the bulletin",
     ),
     S(
         "command",
