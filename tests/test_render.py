@@ -100,12 +100,12 @@ def test_unit_contents(tmp_path: Path) -> None:
     env = next(line for line in lines if line.startswith("Environment="))
     assert "XDG_CACHE_HOME=%h/.openclaw-gateway/cache" in env
     assert "RestrictSUIDSGID" not in "".join(x for x in lines if not x.startswith("#"))
-    assert "NoNewPrivileges=yes" in lines and "ProtectHome=read-only" in lines
+    assert "NoNewPrivileges=yes" in lines and "ProtectHome=tmpfs" in lines
     assert "EnvironmentFile=-%E/fleetctl/credentials/gateway.env" in lines
     # The secrets file's path is not the EnvironmentFile: the unit never names it.
     assert "secrets" not in text
     assert "WorkingDirectory=%h/.openclaw-gateway/workspace" in lines
-    assert "ReadWritePaths=%h/.openclaw-gateway/workspace %h/.openclaw-gateway" in lines
+    assert "BindPaths=%h/.openclaw-gateway/workspace %h/.openclaw-gateway" in lines
 
 
 @pytest.mark.parametrize("version,present", [(252, False), (253, False), (254, True), (256, True)])
@@ -126,6 +126,7 @@ def test_sandbox_fallback_and_opt_out(tmp_path: Path) -> None:
     off = render_unit(fleet.get("b"), BASELINE)
     assert "ProtectSystem=strict" in full and "NoNewPrivileges=yes" in full
     assert "ProtectSystem=strict" not in basic and "PrivateTmp" not in basic
+    assert "isolation OFF" in basic and "ProtectHome" not in basic
     assert "NoNewPrivileges=yes" in basic
     assert "NoNewPrivileges" not in off and "sandbox.enabled = false" in off
 

@@ -101,13 +101,18 @@ def new(
     command: str | None,
     template: str | None,
 ) -> None:
-    """Write a new profile NAME.toml with the next free port (footprints never overlap)."""
+    """Write a new profile NAME.toml with the next free port (footprints never overlap), and the
+    agent's identity files (SOUL.md, CONSTITUTION.md, HEARTBEAT.md, MEMORY.md) in its workspace,
+    never over one."""
     import shlex
 
+    from fleetctl.fleet.identity import scaffold
     from fleetctl.fleet.new import new_profile
+    from fleetctl.fleet.profiles import load_fleet
 
+    directory = resolve_profiles(profiles_dir)
     path = new_profile(
-        resolve_profiles(profiles_dir),
+        directory,
         name,
         role,
         description,
@@ -117,6 +122,9 @@ def new(
         say=click.echo,
     )
     click.echo(f"wrote {path}")
+    profile = load_fleet(directory).get(name)
+    for f in scaffold(profile):
+        click.echo(f"wrote {f}")
 
 
 @main.command()
@@ -170,6 +178,8 @@ def status(profiles_dir: Path | None, as_json: bool) -> None:
         emit_json(st.as_json(rows, {"jobs": jobs}))
     else:
         for line in st.table(rows):
+            click.echo(line)
+        for line in st.isolation_lines(rows):
             click.echo(line)
         for line in staleness_lines(jobs):
             click.echo(line)

@@ -94,9 +94,26 @@ def to_specifier(path: str) -> str:
     return escaped
 
 
+def bulletin_dir() -> Path:
+    """The bulletin's own folder: bound read-only into every agent (render.BULLETIN_DIR), so
+    pruning may replace the file and agents still see the new one."""
+    return state_dir() / "bulletin"
+
+
 def bulletin_file() -> Path:
-    """One-line summaries the coordinator agent reads at start (watchdog and oversight append)."""
-    return state_dir() / "bulletin.md"
+    """One-line entries agents read at start: the watchdog's, oversee's, and the agents' own
+    (collected from their outboxes). state_dir()/bulletin.md is a link to it."""
+    return bulletin_dir() / "bulletin.md"
+
+
+def bulletin_archive_dir() -> Path:
+    """Pruned bulletin entries, one file per day pruned; agents do not see it."""
+    return state_dir() / "bulletin-archive"
+
+
+def agent_outbox(workspace: str) -> Path:
+    """What an agent appends to for the bulletin; fleetctl collects it at each oversee pass."""
+    return expand(workspace) / "BULLETIN.out.md"
 
 
 def heartbeat_file(job: str) -> Path:

@@ -86,6 +86,9 @@ PROFILE_KEYS: dict[str, Mapping] = {
         "`RuntimeDefault` seccomp; `readOnlyRootFilesystem` unless false",
     ),
     "sandbox.read_write_paths": Mapping(PARTLY, "`emptyDir` volumes: writable, but not kept across restarts"),
+    "sandbox.read_only_paths": Mapping(
+        NO, "a pod sees only its image and volumes: put what the agent reads into the image"
+    ),
     "sandbox.relax": Mapping(NO, "systemd directives have no pod equivalent; the `securityContext` stays"),
     "config.file": Mapping(
         YES,
@@ -124,6 +127,7 @@ FLEET_KEYS: dict[str, Mapping] = {
     "alerts.dedup_window": Mapping(NO, "Alertmanager's `repeat_interval`"),
     "alerts.channels": Mapping(NO, "Alertmanager receivers"),
     "budget.usd_per_day": Mapping(NO, "an alerting rule on the fleet's summed cost counters"),
+    "bulletin.max_age_days": Mapping(NO, "no bulletin on Kubernetes"),
 }
 
 

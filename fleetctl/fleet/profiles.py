@@ -53,6 +53,7 @@ class Resources:
 class Sandbox:
     enabled: bool
     read_write_paths: tuple[str, ...]
+    read_only_paths: tuple[str, ...]
     relax: tuple[str, ...]
 
 
@@ -150,6 +151,7 @@ class FleetSettings:
     alert_channels: tuple[dict[str, Any], ...] = ()
     review_checklist: str | None = None
     budget_usd_per_day: float | None = None
+    bulletin_max_age_days: float = 7.0
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         alert_channels=tuple(d["alerts.channels"]),
         review_checklist=d["oversight.review_checklist"],
         budget_usd_per_day=_float_or_none(d["budget.usd_per_day"]),
+        bulletin_max_age_days=float(d["bulletin.max_age_days"]),
     )
     return defaults, settings
 
@@ -362,6 +365,7 @@ def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -
                     )
                     break
             taken.append((first, last, path))
+    _check_dirs(raw, problems)
     for path, flat in raw:
         for dep in flat.get("after", []):
             if dep not in names:
@@ -371,6 +375,49 @@ def _cross_checks(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -
     cycle = _find_cycle({f["name"]: [d for d in f.get("after", []) if d in names] for _, f in raw})
     if cycle:
         problems.append(f"{names[cycle[0]]}: after: ordering cycle {' -> '.join(cycle)}")
+
+
+# What an agent's read-write dirs must never be or contain: they would undo its isolation.
+_NOT_AGENT_DIRS = (
+    "~",
+    "~/.config",
+    "~/.config/fleetctl",
+    "~/.local",
+    "~/.local/state",
+    "~/.local/state/fleetctl",
+    "~/.ssh",
+)
+
+
+def _check_dirs(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> None:
+    """An agent's workspace and config_dir are its own: never $HOME or fleetctl's folders,
+    never inside (or around) another agent's, or the sandbox would hand one agent another's."""
+    import posixpath
+
+    def norm(v: Any, name: str) -> str | None:
+        return posixpath.normpath(v.replace("{name}", name)) if isinstance(v, str) else None
+
+    def within(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/")
+
+    owned: list[tuple[str, str, Path, str]] = []  # (dir, agent, profile, key)
+    for path, flat in raw:
+        name = flat["name"]
+        for key in ("workspace", "config_dir"):
+            d = norm(flat.get(key, schema.BY_KEY[key].default), name)
+            if d is None:
+                continue
+            bad = next((x for x in _NOT_AGENT_DIRS if within(x, d)), None)
+            if bad:
+                problems.append(f"{path}: {key}: {d} would give the agent {bad} (pick a folder of its own)")
+            owned.append((d, name, path, key))
+    for d, name, path, key in owned:
+        for other, other_name, _, _ in owned:
+            if other_name != name and within(d, other):
+                problems.append(
+                    f"{path}: {key}: {d} is inside {other_name}'s {other}: agents must not share folders "
+                    "(use the bulletin to share)"
+                )
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:

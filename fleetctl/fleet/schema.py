@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fleetctl.systemd import directives
+
 Check = Callable[[Any], str | None]  # returns a problem ("must be ...") or None
 
 
@@ -53,24 +55,6 @@ def _name(v: Any) -> str | None:
 
 def _span(v: Any) -> str | None:
     return None if 1 <= v <= 1000 else f"must be a number of ports between 1 and 1000 (got {v})"
-
-
-# The directives sandbox.relax may leave out (render.py writes them; see docs/sandbox.md).
-RELAXABLE = (
-    "NoNewPrivileges",
-    "LockPersonality",
-    "RestrictRealtime",
-    "RestrictSUIDSGID",
-    "PrivateTmp",
-    "ProtectSystem",
-    "ProtectHome",
-    "ProtectControlGroups",
-)
-
-
-def _relax(v: Any) -> str | None:
-    bad = [d for d in v if d not in RELAXABLE]
-    return f"unknown directive(s) {bad} (known: {', '.join(RELAXABLE)})" if bad else None
 
 
 def _http_path(v: Any) -> str | None:
@@ -165,6 +149,24 @@ def _checks(v: Any) -> str | None:
     return None
 
 
+def _relax(v: Any) -> str | None:
+    unknown = [d for d in v if d not in directives.RELAXABLE]
+    if unknown:
+        return (
+            f"unknown sandbox directive(s) {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(directives.RELAXABLE)}; see docs/sandbox.md)"
+        )
+    return None
+
+
+def _paths(v: Any) -> str | None:
+    for i, path in enumerate(v):
+        problem = _user_path(path)
+        if problem:
+            return f"[{i}]: {problem}"
+    return None
+
+
 def _rates(v: Any) -> str | None:
     for k, val in v.items():
         if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
@@ -182,7 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
         "specialist",
         check=_one_of("coordinator", "specialist"),
         inheritable=False,
-        doc="coordinator gets the inbox and the bulletin; others are specialists",
+        doc="coordinator gets oversee's inbox POSTs; every agent reads the bulletin",
     ),
     S(
         "command",
@@ -296,11 +298,18 @@ SETTINGS: tuple[Setting, ...] = (
     S("sandbox.enabled", "bool", True, doc="systemd sandboxing in the unit; false turns it off"),
     S("sandbox.read_write_paths", "list[str]", [], doc="extra writable paths under ProtectSystem=strict"),
     S(
+        "sandbox.read_only_paths",
+        "list[str]",
+        [],
+        check=_paths,
+        doc="more of $HOME the agent may read (its runtime, data); the rest of $HOME is hidden",
+    ),
+    S(
         "sandbox.relax",
         "list[str]",
         [],
         check=_relax,
-        doc='sandbox directives left out of the unit, e.g. ["RestrictSUIDSGID"]; the rest stay',
+        doc="sandbox directives to turn off, keeping the rest (e.g. RestrictSUIDSGID); see docs/sandbox.md",
     ),
     S("config.file", "str", None, doc="the agent's own config file, inside config_dir"),
     S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
@@ -400,6 +409,13 @@ FLEET_SETTINGS: tuple[Setting, ...] = (
         None,
         check=_positive_amount,
         doc="the whole fleet's daily budget in USD (alerts at 80/100 %)",
+    ),
+    S(
+        "bulletin.max_age_days",
+        "number",
+        7.0,
+        check=lambda v: None if v > 0 else "must be a positive number of days",
+        doc="bulletin entries older than this move to a dated archive file at each oversee pass",
     ),
 )
 FLEET_BY_KEY = {s.key: s for s in FLEET_SETTINGS}

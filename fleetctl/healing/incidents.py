@@ -105,12 +105,7 @@ def read(
 
 
 def append_bulletin(line: str) -> None:
-    """One line for the coordinator agent to read; the oversight pass appends here too."""
-    path = paths.bulletin_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (" ".join(line.split()) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """One line for the agents to read; the oversight pass appends here too."""
+    from fleetctl.common import bulletin
+
+    bulletin.append([" ".join(line.split())])

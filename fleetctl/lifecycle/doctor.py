@@ -43,13 +43,14 @@ def diagnose(profiles_dir: Path) -> list[Check]:
             "sandbox",
             "warn",
             f"namespace sandboxing unavailable: {problem}",
-            "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu "
+            "units fall back to seccomp-level sandboxing and agents are NOT isolated from each other "
+            "(they can read each other's files and secrets); to allow namespaces on Ubuntu "
             "24.04: an AppArmor profile for the agent, or sysctl "
             "kernel.apparmor_restrict_unprivileged_userns=0",
         )
     )
     if fleet:
-        checks += _ports(fleet) + _secrets(fleet) + _test_starts(fleet)
+        checks += _ports(fleet) + _secrets(fleet) + _test_starts(fleet) + _isolation(fleet) + _identity(fleet)
     return checks
 
 
@@ -77,6 +78,46 @@ def _test_starts(fleet: Fleet) -> list[Check]:
     except FleetError as e:
         out.append(Check("test-start", "warn", f"agents could not be test-started: {e}"))
     return out
+
+
+def _isolation(fleet: Fleet) -> list[Check]:
+    """Per agent: is it kept out of the rest of $HOME, and systemd's exposure score."""
+    from fleetctl.lifecycle.isolation import describe_all, isolation_off
+
+    installed = [p for p in fleet.profiles if isolation_off(p) != "not installed"]
+    lines = describe_all(installed)
+    out = []
+    for p in installed:
+        off = isolation_off(p)
+        out.append(
+            Check(
+                "isolation",
+                "warn" if off else "ok",
+                lines[p.name],
+                "it can read other agents' files and secrets; see docs/sandbox.md" if off else "",
+            )
+        )
+    return out
+
+
+def _identity(fleet: Fleet) -> list[Check]:
+    """A warning only: agents that do not read SOUL/CONSTITUTION/HEARTBEAT/MEMORY keep working."""
+    from fleetctl.fleet.identity import missing
+
+    out = []
+    for p in fleet.profiles:
+        gone = missing(p)
+        if gone:
+            out.append(
+                Check(
+                    "identity",
+                    "warn",
+                    f"{p.name}: no {', '.join(gone)} in {paths.expand(p.workspace)}",
+                    f"fleetctl new writes them for new agents; copy them from another agent's workspace "
+                    f"or ignore this if {p.name} does not use them",
+                )
+            )
+    return out or [Check("identity", "ok", "every agent has SOUL, CONSTITUTION, HEARTBEAT and MEMORY files")]
 
 
 def _manager_checks(fleet: Fleet | None) -> list[Check]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import sys
 from pathlib import Path
+
+from fleetctl.common import paths
 
 
 def current_user() -> str:
@@ -38,3 +41,33 @@ def userns_problem() -> str | None:
             "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"
         )
     return None
+
+
+def python_runtime_paths() -> tuple[str, ...]:
+    """Where the interpreter behind {python} (and fleetctl itself) lives in the folders that
+    ProtectHome=tmpfs hides (/home, /root, /run/user; e.g. a pipx venv or pyenv), as unit
+    paths: agents bind these read-only. Elsewhere nothing is needed: ProtectSystem=strict
+    keeps the rest of the file system readable."""
+    import fleetctl
+
+    home = paths.home().resolve()
+    found = [
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(os.path.realpath(sys.executable)).parent.parent,
+        Path(fleetctl.__file__).resolve().parent.parent,
+    ]
+    out: list[str] = []
+    for p in (f.resolve() for f in found):
+        if not any(p.is_relative_to(hidden) and p != Path(hidden) for hidden in HIDDEN_BY_PROTECT_HOME):
+            continue
+        if p == home:
+            continue
+        spec = "%h/" + str(p.relative_to(home)) if p.is_relative_to(home) else str(p)
+        spec = spec[:2] + spec[2:].replace("%", "%%") if spec.startswith("%h") else spec.replace("%", "%%")
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
+HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")

@@ -53,14 +53,26 @@ def sha(text: str) -> str:
 
 def detect_target(mgr: SystemdManager) -> tuple[Target, str | None]:
     problem = hostcheck.userns_problem()
-    return Target(systemd_version=mgr.version_number(), userns=problem is None), problem
+    target = Target(
+        systemd_version=mgr.version_number(),
+        userns=problem is None,
+        runtime_paths=hostcheck.python_runtime_paths(),
+    )
+    return target, problem
 
 
 def make_plan(fleet: Fleet, target: Target, fallback: set[str] | None = None) -> Plan:
+    from dataclasses import replace
+
     plan = Plan()
     unit_dir = paths.unit_dir()
+    core_only = set(manifest.load().sandbox_core_only)
     for p in fleet.profiles:
-        t = target if p.name not in (fallback or set()) else Target(target.systemd_version, userns=False)
+        t = target
+        if p.name in (fallback or set()):
+            t = replace(target, userns=False)
+        elif p.name in core_only:
+            t = replace(target, hardening=False)
         text = render_unit(p, t)
         plan.texts[p.name] = text
         f = unit_dir / paths.unit_name(p.name)
@@ -154,9 +166,18 @@ def install(
             fallback = _wait_healthy(mgr, fleet, plan, say)
             if fallback:
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
+        _report_sandbox(fleet, say)
         _record_configs(fleet, healthy=wait)
         _ensure_linger(say)
     return plan
+
+
+def _report_sandbox(fleet: Fleet, say: Say) -> None:
+    """Each agent's isolation and systemd's exposure score: relaxing a directive shows its cost."""
+    from fleetctl.lifecycle.isolation import describe_all
+
+    for line in describe_all(list(fleet.profiles)).values():
+        say(f"sandbox: {line}" if "isolation OFF" not in line else f"warning: sandbox: {line}")
 
 
 def _prepare_host(fleet: Fleet, say: Say) -> None:
@@ -166,6 +187,9 @@ def _prepare_host(fleet: Fleet, say: Say) -> None:
     )
     if not paths.python_shim().exists() or paths.python_shim().read_text() != shim:
         write_atomic(paths.python_shim(), shim, mode=0o755)
+    from fleetctl.common import bulletin
+
+    bulletin.prepare()  # units bind its folder read-only
     m = manifest.load()
     for p in fleet.profiles:
         for d in (p.workspace, p.config_dir):
@@ -238,14 +262,36 @@ def _failure_message(fleet: Fleet, broken: dict, reasons: dict[str, str]) -> str
 def _retry_without_namespaces(
     mgr: SystemdManager, fleet: Fleet, target: Target, agents: set[str], say: Say
 ) -> None:
+    """226/NAMESPACE: first keep only the isolation rows (PrivateUsers, PrivateTmp,
+    ProtectSystem, ProtectHome and its binds); agents that still fail lose the namespaces."""
+    m = manifest.load()
+    first = agents - set(m.sandbox_core_only)
+    if first:
+        say(
+            f"warning: {', '.join(sorted(first))} failed with 226/NAMESPACE; re-rendering with "
+            "the isolation but without the other namespace hardening"
+        )
+        m.sandbox_core_only = sorted(set(m.sandbox_core_only) | first)
+        manifest.save(m)
+        again = _rerender(mgr, fleet, target, first, say)
+        agents = (agents - first) | again
+    if not agents:
+        return
     say(
         f"warning: {', '.join(sorted(agents))} failed with 226/NAMESPACE (this host refuses the "
-        "sandbox's namespaces); re-rendering without namespace sandboxing"
+        "sandbox's namespaces); re-rendering without namespace sandboxing: isolation OFF"
     )
     m = manifest.load()
     m.sandbox_fallback = sorted(set(m.sandbox_fallback) | agents)
     manifest.save(m)
-    plan = make_plan(fleet, target, fallback=set(m.sandbox_fallback))
+    failed = _rerender(mgr, fleet, target, agents, say)
+    if failed:
+        raise FleetError(f"install: {', '.join(sorted(failed))} still fail with 226/NAMESPACE")
+
+
+def _rerender(mgr: SystemdManager, fleet: Fleet, target: Target, agents: set[str], say: Say) -> set[str]:
+    """Write the agents' units as the manifest now says, restart them; who fails 226 again."""
+    plan = make_plan(fleet, target, fallback=set(manifest.load().sandbox_fallback))
     for name in agents:
         write_atomic(paths.unit_dir() / paths.unit_name(name), plan.texts[name])
     mgr.reload()
@@ -254,11 +300,9 @@ def _retry_without_namespaces(
         mgr.reset_failed(u)
     mgr.restart(units)
     _save_manifest(fleet, plan, prune=False)
-    failed = _wait_healthy(
+    return _wait_healthy(
         mgr, Fleet(fleet.directory, tuple(fleet.get(a) for a in sorted(agents)), fleet.settings), plan, say
     )
-    if failed:
-        raise FleetError(f"install: {', '.join(sorted(failed))} still fail with 226/NAMESPACE")
 
 
 def _schedule(fleet: Fleet, say: Say) -> None:

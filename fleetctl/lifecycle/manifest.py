@@ -23,6 +23,8 @@ class Manifest:
     created_dirs: dict[str, list[str]] = field(default_factory=dict)
     # agents whose units failed 226/NAMESPACE: rendered without namespace sandboxing from then on
     sandbox_fallback: list[str] = field(default_factory=list)
+    # agents whose units failed 226/NAMESPACE with the full sandbox: isolation rows only
+    sandbox_core_only: list[str] = field(default_factory=list)
     version: int = VERSION
 
 
@@ -40,7 +42,11 @@ def load() -> Manifest:
         raise FleetError(f"{p}: unreadable ({e}); move it aside and run `fleetctl install` again") from None
     if doc.get("version", 0) > VERSION:
         raise FleetError(f"{p}: written by a newer fleetctl (version {doc['version']}); upgrade fleetctl")
-    known = {k: doc[k] for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback") if k in doc}
+    known = {
+        k: doc[k]
+        for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback", "sandbox_core_only")
+        if k in doc
+    }
     return Manifest(**known)
 
 

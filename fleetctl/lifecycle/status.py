@@ -34,9 +34,11 @@ class AgentStatus:
     active_enter_timestamp: int
     cost_today_usd: float | None = None  # from `oversee`'s usage records; None: not reporting
     ready: str = "-"  # health.ready_path: "ok" | "fail" | "-" (no ready_path, or not probed)
+    isolation: str = "on"  # "on", or "off: <why>" (lifecycle.isolation)
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
+    from fleetctl.lifecycle.isolation import isolation_off
     from fleetctl.probes.health import probe_many
 
     units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
@@ -90,6 +92,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 exec_main_status=u.exec_main_status,
                 active_enter_timestamp=u.active_enter_timestamp,
                 cost_today_usd=today.get(p.name, 0.0) if p.cost.path else None,
+                isolation="on" if (off := isolation_off(p)) is None else f"off: {off}",
             )
         )
     return rows
@@ -106,6 +109,15 @@ def _cost_today(fleet: Fleet) -> dict[str, float]:
 
 def as_json(rows: list[AgentStatus], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"version": JSON_VERSION, "agents": [asdict(r) for r in rows], **(extra or {})}
+
+
+def isolation_lines(rows: list[AgentStatus]) -> list[str]:
+    """Said plainly under the table: agents that can see the rest of $HOME."""
+    return [
+        f"warning: {r.agent}: isolation OFF: {r.isolation.removeprefix('off: ')}"
+        for r in rows
+        if r.isolation != "on" and r.isolation != "off: not installed"
+    ]
 
 
 def human_duration(seconds: float | None) -> str:

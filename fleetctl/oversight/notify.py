@@ -9,14 +9,13 @@ same JSON a webhook channel gets) and, in every case, appended as one line to th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.alerts import dispatch, webhook
 from fleetctl.alerts.dispatch import DispatchReport
 from fleetctl.alerts.model import Alert
-from fleetctl.common import paths
+from fleetctl.common import bulletin, paths
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.oversight.heartbeat import iso
@@ -133,14 +132,5 @@ def bulletin_line(v: Violation, now: float, resolved: bool = False) -> str:
 
 
 def append_bulletin(lines: Sequence[str]) -> None:
-    """One write() with O_APPEND: lines from the watchdog and from us never interleave."""
-    if not lines:
-        return
-    path = paths.bulletin_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, ("\n".join(lines) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """One write() with O_APPEND under the bulletin's lock: lines never interleave."""
+    bulletin.append(lines)

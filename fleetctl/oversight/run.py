@@ -21,7 +21,7 @@ from fleetctl.common.locks import file_lock
 from fleetctl.cost import check as cost_check
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
-from fleetctl.oversight import heartbeat, metricsfile, notify, review, usage, usercheck
+from fleetctl.oversight import heartbeat, metricsfile, notify, outbox, review, usage, usercheck
 from fleetctl.oversight.agents import UP_STATES, agent_down
 from fleetctl.oversight.drift import config_drift
 from fleetctl.oversight.model import CheckError, Findings, Violation
@@ -47,6 +47,8 @@ class OversightReport:
     inbox: list[str] = field(default_factory=list)
     bulletin: int = 0  # lines appended
     cost: list[str] = field(default_factory=list)  # agents stopped over budget, store problems
+    outboxes: dict[str, int] = field(default_factory=dict)  # agent -> entries moved from its outbox
+    archived: int = 0  # bulletin entries moved to the archive
     metrics_file: str = ""
     seconds: float = 0.0
 
@@ -70,6 +72,10 @@ class OversightReport:
         out += [f"cost: {line}" for line in self.cost]
         if self.bulletin:
             out.append(f"bulletin: {self.bulletin} line(s) appended to {paths.bulletin_file()}")
+        for agent, n in sorted(self.outboxes.items()):
+            out.append(f"bulletin: {n} entr{'y' if n == 1 else 'ies'} from {agent}'s outbox")
+        if self.archived:
+            out.append(f"bulletin: {self.archived} old line(s) moved to {paths.bulletin_archive_dir()}")
         if self.metrics_file:
             out.append(f"metrics: {self.metrics_file}")
         return out
@@ -96,6 +102,8 @@ class OversightReport:
             "inbox": list(self.inbox),
             "bulletin_lines": self.bulletin,
             "cost": list(self.cost),
+            "outbox_entries": dict(self.outboxes),
+            "bulletin_archived": self.archived,
             "metrics_file": self.metrics_file,
             "seconds": round(self.seconds, 3),
         }
@@ -189,6 +197,7 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
 
     rows = _look(fleet, state, secrets, now, report)
     _tell(fleet, secrets, now, report)
+    _bulletin(fleet, now, report)
     _remember(state, rows, metrics_path, now, report)
     report.seconds = time.monotonic() - started
     heartbeat.write(
@@ -256,6 +265,16 @@ def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightRe
         report.bulletin = len(lines)
     except OSError as e:
         report.problems.append(f"{paths.bulletin_file()}: {e.strerror}")
+
+
+def _bulletin(fleet: Fleet, now: float, report: OversightReport) -> None:
+    """The agents' outboxes into the bulletin, then old entries out of it."""
+    try:
+        got = outbox.collect(fleet, now)
+        report.outboxes, report.problems = got.entries, report.problems + got.problems
+        report.archived = outbox.prune(fleet.settings.bulletin_max_age_days, now)
+    except OSError as e:
+        report.problems.append(f"bulletin: {e}")
 
 
 def _remember(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import Fleet, Profile
+from fleetctl.systemd import directives
 
 PYTHON_SHIM = "%E/fleetctl/bin/python"
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_@%+=:,./{}-]+$")
@@ -25,6 +26,11 @@ class Target:
 
     systemd_version: int = 252
     userns: bool = True  # namespace sandboxing usable (unprivileged user namespaces allowed)
+    # Where fleetctl's own interpreter lives under $HOME (specifiers, e.g. "%h/.local/pipx/venvs/
+    # fleetctl"): bound read-only for {python} agents. Empty for `units/`, found by install.
+    runtime_paths: tuple[str, ...] = ()
+    # False: only the isolation rows of the namespace sandbox (this host failed the rest).
+    hardening: bool = True
 
 
 BASELINE = Target()  # what `units/` is rendered for: Debian 12's systemd, namespaces usable
@@ -95,36 +101,113 @@ def render_unit(profile: Profile, target: Target = BASELINE) -> str:
 
 
 def _sandbox(p: Profile, target: Target) -> list[str]:
+    """Deny by default: the rows of `directives.DIRECTIVES`, minus what the profile relaxes."""
     if not p.sandbox.enabled:
         return ["# Sandboxing turned off by the profile (sandbox.enabled = false)."]
-    relaxed = set(p.sandbox.relax)
-    # These need no namespaces: they work in any user unit.
-    out = ["# Sandboxing"]
-    if relaxed:
-        out.append("# Left out by the profile (sandbox.relax): " + " ".join(sorted(relaxed)))
-    out += [
-        f"{d}=yes"
-        for d in ("NoNewPrivileges", "LockPersonality", "RestrictRealtime", "RestrictSUIDSGID")
-        if d not in relaxed
-    ]
+    relax = set(p.sandbox.relax)
+    out = ["# Sandboxing: see docs/sandbox.md; sandbox.relax turns single directives off."]
+    if relax:
+        out.append("# Relaxed by the profile: " + " ".join(sorted(relax)))
+    for d in directives.DIRECTIVES:
+        if d.scope != directives.ANY or d.name in relax:
+            continue
+        if d.name == "MemoryDenyWriteExecute" and not _python_runtime(p):
+            continue  # V8 and other JITs need writable+executable pages
+        out += d.lines
     if not target.userns:
-        out.append("# Namespace sandboxing left out: this host does not allow user namespaces.")
+        out.append(f"# {ISOLATION_OFF}: this host does not let the manager build namespaces.")
         return out
-    # Not ProtectKernelTunables=: it fails with 226/NAMESPACE on kernels without
-    # /proc/kallsyms, for little gain in an agent. In a user unit these need a mount
-    # namespace, which systemd builds inside an implied user namespace (PrivateUsers=);
-    # hosts that forbid those get the fallback above.
-    # Only the agent's own directories are writable; fleetctl's state is not the agent's.
-    writable = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
-    writable += ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths]
-    namespaced = [
-        ("PrivateTmp", "PrivateTmp=yes"),
-        ("ProtectSystem", "ProtectSystem=strict"),
-        ("ProtectHome", "ProtectHome=read-only"),
-        ("ProtectSystem", "ReadWritePaths=" + " ".join(writable)),
-        ("ProtectControlGroups", "ProtectControlGroups=yes"),
+    if not target.hardening:
+        out.append("# Namespace hardening left out (it failed with 226/NAMESPACE here); isolation kept.")
+    for d in directives.DIRECTIVES:
+        if d.scope != directives.NAMESPACE or d.name in relax:
+            continue
+        if not target.hardening and d.name not in directives.ISOLATION:
+            continue
+        out += _home(p, target) if d.name == "ProtectHome" else d.lines
+    if "ProtectHome" in relax:
+        out += _home(p, target, hidden=False)
+    return out
+
+
+ISOLATION_OFF = "Namespace sandboxing left out, isolation OFF"
+# Hidden even where a bound directory (or a relaxed ProtectHome=) would show them.
+SENSITIVE = (
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".kube",
+    ".docker",
+    ".netrc",
+    ".config/gcloud",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".node_repl_history",
+)
+
+
+def _home(p: Profile, target: Target, hidden: bool = True) -> list[str]:
+    """$HOME as the agent sees it. Hidden: an empty tmpfs with binds of what the agent needs;
+    secrets reach it only through EnvironmentFile=, which the manager reads before the
+    namespace exists. Not hidden (ProtectHome relaxed): all of it, read-only."""
+    own = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
+    extra_home = ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths if w.startswith("~/")]
+    extra_abs = ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths if not w.startswith("~/")]
+    inaccessible = "InaccessiblePaths=" + " ".join(f"-%h/{s}" for s in SENSITIVE)
+    if not hidden:
+        return [
+            "ProtectHome=read-only",
+            "ReadWritePaths=" + " ".join(own + extra_home + extra_abs),
+            inaccessible,
+        ]
+    read_only = ["-" + BULLETIN_DIR, *_runtime_paths(p, target)]
+    read_only += ["-" + paths.to_specifier(r) for r in p.sandbox.read_only_paths]
+    out = [
+        "ProtectHome=tmpfs",
+        "BindPaths=" + " ".join(own + extra_home),
+        "BindReadOnlyPaths=" + " ".join(dict.fromkeys(read_only)),
     ]
-    return out + [line for directive, line in namespaced if directive not in relaxed]
+    if extra_abs:
+        out.append("ReadWritePaths=" + " ".join(extra_abs))
+    return out + [inaccessible]
+
+
+BULLETIN_DIR = "%h/.local/state/fleetctl/bulletin"  # paths.bulletin_dir(), as a specifier
+
+
+def _python_runtime(p: Profile) -> bool:
+    exe = p.command[0]
+    return exe == "{python}" or re.fullmatch(r"python3?(\.[0-9]+)?", exe.rsplit("/", 1)[-1]) is not None
+
+
+def _runtime_paths(p: Profile, target: Target) -> list[str]:
+    """What the agent's program needs from $HOME to run, found from its command line: the
+    {python} shim and fleetctl's interpreter, or the install root of a program or script
+    under ~/, /home or /root, which ProtectHome=tmpfs hides (its node_modules folder, the
+    folder above its bin/, else its own folder)."""
+    out = []
+    if p.command[0] == "{python}":
+        out += ["-" + PYTHON_SHIM.rsplit("/", 1)[0], *("-" + r for r in target.runtime_paths)]
+    own = (p.workspace.rstrip("/") + "/", p.config_dir.rstrip("/") + "/")
+    for arg in p.command:
+        if not arg.startswith(("~/", "/home/", "/root/")) or "{" in arg or arg.startswith(own):
+            continue
+        out.append("-" + paths.to_specifier(_install_root(arg)))
+    return out
+
+
+def _install_root(path: str) -> str:
+    parts = path.rstrip("/").split("/")
+    if "node_modules" in parts:
+        root = parts[: parts.index("node_modules") + 1]
+    elif len(parts) > 3 and parts[-2] == "bin":
+        root = parts[:-2]
+    else:
+        root = parts[:-1]
+    # Never a home folder itself (~, /home/NAME, /root): that would show all of it.
+    home_itself = root == ["~"] or len(root) <= 2 or (root[1] == "home" and len(root) <= 3)
+    return path if home_itself else "/".join(root)
 
 
 def _environment(p: Profile) -> list[tuple[str, str]]:
