@@ -10,7 +10,10 @@ with one line naming the file and the key.
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import shutil
+import sys
 import unicodedata
 import uuid
 from collections.abc import Iterator
@@ -18,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from conftest import wait_for
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from usermanager import UserManager
 
+from fleetctl.cli import main
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import ProfileErrors, load_fleet
 from fleetctl.fleet.schema import unprintable
@@ -332,3 +338,141 @@ def check_round_trip(
     assert svc["ReadWritePaths"] == [ws, cfg] + ["-" + expand(w, home) for w in d["read_write_paths"]]
     assert svc["ReadOnlyPaths"] == [] and svc["InaccessiblePaths"] == []
     assert svc["EnvironmentFiles"] == [] and svc["User"] == "" and svc["Group"] == ""
+
+
+# --- what the process gets at exec time -------------------------------------------------------
+DUMP = (
+    "import json, os, sys; json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), "
+    "'env': {k: v for k, v in os.environ.items() if k in ('A', 'FLEET_WORKSPACE')}}, "
+    "open(os.path.join(os.getcwd(), 'dump.json'), 'w'))"
+)
+
+
+def test_the_process_gets_exactly_the_profile_argv_env_and_directory(
+    sd: SystemdManager, user_manager: UserManager, tmp_path: Path
+) -> None:
+    """`$` and `${VAR}` mean themselves in the command, the environment and the directory."""
+    args = ["$HOME", "${HOME}", "$$", "%h", "a b", "x\ny\rz", "", ";", "'\"\\", "{workspace}", "é\u2028"]
+    value = "1\n2\r3\t\x1b$HOME %h \\"
+    name = f"execdump-{uuid.uuid4().hex[:6]}"
+    profile = {
+        "description": "d",
+        "command": [sys.executable, "-c", DUMP, *args],
+        "workspace": f"~/agents/{name}/w s %x",
+        "config_dir": f"~/agents/{name}/config",
+        "environment": {"A": value},
+        "read_write_paths": [],
+    }
+    (tmp_path / f"{name}.toml").write_text(
+        toml_profile(profile, 48000) + "enabled = false\n", encoding="utf-8"
+    )
+    p = load_fleet(tmp_path).get(name)
+    workspace = user_manager.home / f"agents/{name}/w s %x"
+    workspace.mkdir(parents=True)
+    unit = paths.unit_name(name)
+    unit_file = paths.unit_dir() / unit
+    unit_file.parent.mkdir(parents=True, exist_ok=True)
+    unit_file.write_text(render_unit(p), encoding="utf-8")
+    try:
+        sd.reload()
+        sd.start([unit])
+        dump = wait_for(
+            lambda: (workspace / "dump.json").is_file() and (workspace / "dump.json"), what="dump"
+        )
+        got = json.loads(wait_for(lambda: dump.read_text(), what="dump written"))
+    finally:
+        sd.stop([unit])
+        unit_file.unlink()
+        sd.reload()
+        shutil.rmtree(user_manager.home / "agents" / name, ignore_errors=True)
+    assert got["argv"] == [a.replace("{workspace}", str(workspace)) for a in args]
+    assert got["cwd"] == str(workspace)
+    assert got["env"] == {"A": value, "FLEET_WORKSPACE": str(workspace)}
+
+
+# --- refused at load, nothing written ---------------------------------------------------------
+GOOD = 'command = ["/usr/bin/agent"]\nport = 48520\n'
+
+
+def refused(folder: Path, *expected: str) -> str:
+    with pytest.raises(ProfileErrors) as e:
+        load_fleet(folder)
+    message = str(e.value)
+    for text in expected:
+        assert text in message, message
+    for line in e.value.problems:
+        assert line.startswith(str(folder)) and not any(unprintable(c) for c in line), line
+    return message
+
+
+def test_the_issue_examples_are_refused(tmp_path: Path) -> None:
+    cases = {
+        "desc.toml": GOOD + 'description = "x\\r[Service]\\rExecStartPre=+/bin/touch /tmp/PWNED"\n',
+        "slash.toml": GOOD.replace("48520", "48521") + 'description = "eats the next line \\\\"\n',
+        "env.toml": GOOD.replace("48520", "48522") + '[environment]\nA = "x\\u0000y"\n',
+        "ws.toml": GOOD.replace("48520", "48523") + 'workspace = "/tmp/x\\r[Service]"\n',
+        "rw.toml": GOOD.replace("48520", "48524") + '[sandbox]\nread_write_paths = ["/tmp/a\\nb"]\n',
+        "var.toml": GOOD.replace("48520", "48525") + 'workspace = "/srv/${USER}/w"\n',
+        "cfg.toml": GOOD.replace("48520", "48526") + '[config]\nfile = "../../.bashrc"\n',
+        "abs.toml": GOOD.replace("48520", "48527") + '[config]\nfile = "/etc/passwd"\n',
+        "reserved.toml": GOOD.replace("48520", "48528") + '[environment]\nFLEET_AGENT = "other"\n',
+        "exe.toml": 'command = ["/opt/o\\"d/agent"]\nport = 48529\n',
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    message = refused(
+        tmp_path,
+        "desc.toml: description: must not contain control or non-character U+000D",
+        "slash.toml: description: must not end with a backslash",
+        "env.toml: environment: A: value must not contain a NUL character",
+        "ws.toml: workspace: must not contain control",
+        "rw.toml: sandbox.read_write_paths: [0] must not contain control",
+        "var.toml: workspace: must not contain '$'",
+        "cfg.toml: config.file: must be a normalized path",
+        "abs.toml: config.file: must be a file name relative to config_dir",
+        "reserved.toml: environment: FLEET_AGENT: names starting with FLEET_ are set by fleetctl",
+        "exe.toml: command: command[0]: the program's path must not contain quotes",
+    )
+    assert len(message.splitlines()) == len(cases)
+
+
+def test_a_space_in_a_writable_path_stays_one_path(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(GOOD + '[sandbox]\nread_write_paths = ["/srv/a b"]\n')
+    text = render_unit(load_fleet(tmp_path).get("a"))
+    assert 'ReadWritePaths=%h/agents/a/workspace %h/agents/a/config "-/srv/a b"' in text
+
+
+@pytest.mark.parametrize(
+    "filename,data,expected",
+    [
+        ("evil\n.toml", GOOD.encode(), "name: must be lowercase letters"),
+        ("latin1.toml", GOOD.encode() + b'description = "caf\xe9"\n', "not UTF-8 (invalid byte at offset"),
+        ("big.toml", GOOD.encode() + b"#" * (70 * 1024) + b"\n", "larger than 64 KiB"),
+    ],
+)
+def test_bad_files_are_refused_in_one_line_and_nothing_is_written(
+    tmp_path: Path, filename: str, data: bytes, expected: str
+) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / filename).write_bytes(data)
+    out = tmp_path / "units"
+    result = CliRunner().invoke(main, ["render", str(profiles), "-o", str(out)])
+    assert result.exit_code != 0
+    assert expected in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists()
+
+
+def test_a_profile_symlinked_from_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.toml"
+    outside.write_text(GOOD)
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "a.toml").symlink_to(outside)
+    refused(profiles, "a.toml: is a symlink to", "outside the profiles directory")
+    (profiles / "a.toml").unlink()
+    (profiles / "real.toml").write_text(GOOD)
+    (profiles / "b.toml").symlink_to("real.toml")  # inside the folder: allowed
+    (profiles / "b.toml").unlink()
+    assert load_fleet(profiles).names == ["real"]

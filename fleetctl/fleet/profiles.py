@@ -294,7 +294,8 @@ def load_fleet(directory: Path) -> Fleet:
             problems.append(f"{path}: name: {schema._name(flat['name'])} (rename the file or set name)")
             continue
         for s in schema.SETTINGS:
-            if s.required and s.key not in flat and s.key not in defaults:
+            reported = any(line.startswith(f"{path}: {s.key}: ") for line in problems)
+            if s.required and s.key not in flat and s.key not in defaults and not reported:
                 problems.append(f"{path}: {s.key}: missing (required)")
         raw.append((path, {**defaults, **flat}))
     if not raw and not problems:
