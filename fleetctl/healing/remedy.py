@@ -16,14 +16,11 @@ from pathlib import Path
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
-from fleetctl.fleet.ports import Holder
 from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
 from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
 from fleetctl.systemd.manager import SystemdManager
-
-STALE_TERM_WAIT = 3.0  # seconds a stale copy gets to exit on SIGTERM before SIGKILL
 
 
 @dataclass
@@ -148,40 +145,6 @@ def warmup(p: Profile) -> str | None:
     except httpx.HTTPError as e:
         return f"warm-up failed: {type(e).__name__}"
     return "warm-up sent" if r.is_success else f"warm-up answered HTTP {r.status_code}"
-
-
-def same_agent(p: Profile, h: Holder) -> bool:
-    """Is the port's holder a stale copy of this very agent (left over from an old unit)?"""
-    if h.unit == paths.unit_name(p.name):
-        return True
-    if h.pid is None:
-        return False
-    try:
-        environ = Path(f"/proc/{h.pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        environ = []
-    if f"FLEET_AGENT={p.name}".encode() in environ:
-        return True
-    tail = [a.replace("{port}", str(p.port)).replace("{name}", p.name) for a in p.command[1:]]
-    return bool(tail) and " ".join(tail) in h.command
-
-
-def kill_stale(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STALE_TERM_WAIT
-        while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists():
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    except PermissionError as e:
-        raise FleetError(f"cannot kill stale pid {pid}: {e.strerror}") from None
-    deadline = time.monotonic() + STALE_TERM_WAIT
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def stop(ctx: Ctx) -> str:
