@@ -35,6 +35,8 @@ class Ctx:
     fenv: FleetEnv
     save: Callable[[], None]
     say: Callable[[str], None]
+    # Records the intent (incidents.jsonl, state) before the first change to the agent.
+    intend: Callable[[str], None] = lambda _action: None
 
     @property
     def unit(self) -> str:
@@ -71,6 +73,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
     from fleetctl.lifecycle.readiness import wait_all_healthy
 
     p = ctx.profile
+    ctx.intend("restart")
     _count_restart(ctx)
     try:
         if hung:
@@ -91,6 +94,7 @@ def restore_config(ctx: Ctx, reason: str) -> Verified:
     """configs.apply restores last-known-good, restarts and verifies through the grace period."""
     from fleetctl.configs.apply import restore_last_known_good
 
+    ctx.intend("restore_config")
     _count_restart(ctx)
     notes: list[str] = []
     try:
@@ -125,6 +129,7 @@ def switch_credentials(ctx: Ctx) -> Verified | None:
     nxt = active_credentials(ctx.profile, ctx.st) + 1
     if nxt >= len(files):
         return None
+    ctx.intend("switch_credentials")
     link_credentials(ctx.profile, files[nxt])
     ctx.st.credentials_index = nxt
     ctx.save()
@@ -148,6 +153,7 @@ def warmup(p: Profile) -> str | None:
 
 
 def stop(ctx: Ctx) -> str:
+    ctx.intend("stop")
     try:
         ctx.mgr.stop([ctx.unit])
     except FleetError as e:

@@ -96,7 +96,7 @@ def _port(ctx: Ctx, holder: ports.Holder) -> Result:
     command = " ".join(holder.command.split())[:80]  # argv may hold newlines (python -c ...)
     who = f"pid {holder.pid} ({command})" if holder.pid else command
     try:
-        ev = stale.kill_if_stale(p, holder)
+        ev = stale.kill_if_stale(p, holder, before_kill=lambda: ctx.intend("kill_stale"))
     except FleetError as e:
         return _escalate(ctx, f"port {p.port} held by a stale copy of {p.name}, {who}: {e}")
     if not ev.stale:

@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _wait_exit(pidfd: int, timeout: float) -> bool:
     return bool(select.select([pidfd], [], [], timeout)[0])
 
 
-def kill_if_stale(p: Profile, h: Holder) -> Evidence:
+def kill_if_stale(p: Profile, h: Holder, before_kill: Callable[[], None] = lambda: None) -> Evidence:
     """Kill the holder if, and only if, it is shown to be the agent's stale copy.
 
     Returns the evidence; raises FleetError when a stale copy could not be killed.
@@ -113,6 +114,7 @@ def kill_if_stale(p: Profile, h: Holder) -> Evidence:
         ev = examine(p, h.pid)
         if not ev.stale:
             return ev
+        before_kill()
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGTERM)
             if not _wait_exit(pidfd, TERM_WAIT):
