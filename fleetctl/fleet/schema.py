@@ -370,7 +370,7 @@ SETTINGS: tuple[Setting, ...] = (
         "str",
         None,
         check=_relative_file,
-        doc="the agent's own config file, relative to config_dir and inside it",
+        doc="the agent's own config file, inside config_dir",
     ),
     S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
     S("config.schema", "str", None, check=_user_path, doc="JSON Schema file the config must satisfy"),
