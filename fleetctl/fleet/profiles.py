@@ -249,7 +249,7 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     """Parse one profile; a problem (one line naming the file) instead of a traceback."""
     try:
         real = path.resolve(strict=True)
-        if path.is_symlink() and real.parent != path.parent.resolve():
+        if path.is_symlink() and not real.is_relative_to(path.parent.resolve()):
             problems.append(
                 f"{path}: is a symlink to {real}, outside the profiles directory; copy the file in instead"
             )
