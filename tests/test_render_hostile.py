@@ -476,3 +476,8 @@ def test_a_profile_symlinked_from_outside_is_refused(tmp_path: Path) -> None:
     (profiles / "b.toml").symlink_to("real.toml")  # inside the folder: allowed
     (profiles / "b.toml").unlink()
     assert load_fleet(profiles).names == ["real"]
+
+
+def test_a_fifo_named_like_a_profile_is_refused_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.toml")
+    refused(tmp_path, "pipe.toml: not a regular file")

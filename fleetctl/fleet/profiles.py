@@ -254,6 +254,9 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
                 f"{path}: is a symlink to {real}, outside the profiles directory; copy the file in instead"
             )
             return None
+        if not real.is_file():  # a FIFO or device would block or never end
+            problems.append(f"{path}: not a regular file")
+            return None
         with path.open("rb") as f:
             raw = f.read(MAX_PROFILE_BYTES + 1)
     except OSError as e:
