@@ -21,6 +21,7 @@ from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.providers import Provider
 from fleetctl.fleet import ports
+from fleetctl.fleet.profiles import printable
 from fleetctl.healing import backoff, evidence, remedy, stale
 from fleetctl.healing.escalate import escalate
 from fleetctl.healing.incidents import iso
@@ -93,7 +94,8 @@ def _hung(obs: Observation) -> bool:
 
 def _port(ctx: Ctx, holder: ports.Holder) -> Result:
     p = ctx.profile
-    command = " ".join(holder.command.split())[:80]  # argv may hold newlines (python -c ...)
+    # argv is anyone's text: newlines (python -c ...) and escape sequences stay out of records.
+    command = printable(" ".join(holder.command.split()))[:80]
     who = f"pid {holder.pid} ({command})" if holder.pid else command
     try:
         ev = stale.kill_if_stale(p, holder, before_kill=lambda: ctx.intend("kill_stale"))
