@@ -127,7 +127,10 @@ def _paths(fragment: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 
 word = st.lists(word_fragment, max_size=5).map("".join)
-description = st.lists(text_fragment, max_size=5).map(lambda f: _tidy_end("".join(f)))
+# Spaces around a description are dropped (systemd strips them); a backslash must not end it.
+description = st.lists(text_fragment, max_size=5).map(
+    lambda f: "".join(f) + ("x" if "".join(f).rstrip(" ").endswith("\\") else "")
+)
 path = _paths(text_fragment).map(_tidy_end)
 env_name = st.from_regex(r"[A-Z][A-Z0-9_]{0,6}", fullmatch=True).filter(
     lambda k: not k.startswith("FLEET_") and not any(w in k for w in ("KEY", "TOKEN", "SECRET", "PASS"))
@@ -434,6 +437,14 @@ def test_the_issue_examples_are_refused(tmp_path: Path) -> None:
         "exe.toml: command: command[0]: the program's path must not contain quotes",
     )
     assert len(message.splitlines()) == len(cases)
+
+
+@pytest.mark.parametrize("description", ["", "   ", " padded  "])
+def test_descriptions_that_are_only_or_partly_spaces(tmp_path: Path, description: str) -> None:
+    (tmp_path / "a.toml").write_text(GOOD + f'description = "{description}"\n')
+    text = render_unit(load_fleet(tmp_path).get("a"))
+    want = "fleetctl agent a" + (f": {description.strip()}" if description.strip() else "")
+    assert f"Description={want}\n" in text
 
 
 def test_a_space_in_a_writable_path_stays_one_path(tmp_path: Path) -> None:
