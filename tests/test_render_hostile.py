@@ -492,3 +492,18 @@ def test_a_profile_symlinked_from_outside_is_refused(tmp_path: Path) -> None:
 def test_a_fifo_named_like_a_profile_is_refused_not_read(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.toml")
     refused(tmp_path, "pipe.toml: not a regular file")
+
+
+def test_a_config_file_symlinked_out_of_config_dir_is_not_read(tmp_path: Path) -> None:
+    from fleetctl.configs.apply import validate_current
+
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"token": "not for the agent"}')
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.json").symlink_to(secret)
+    profiles = tmp_path / "p"
+    profiles.mkdir()
+    (profiles / "a.toml").write_text(GOOD + f'config_dir = "{cfg}"\n[config]\nfile = "config.json"\n')
+    problem = validate_current(load_fleet(profiles).get("a"))
+    assert problem == "a: config.json: a symlink leading outside the config dir; not read"
