@@ -97,9 +97,11 @@ def test_fallback_says_isolation_is_off(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "body,problem",
     [
-        ('workspace = "~/"\n', "workspace: ~ would give the agent ~ "),
-        ('config_dir = "~/.config/"\n', "config_dir: ~/.config would give the agent ~/.config "),
-        ('config_dir = "~/.local/state/fleetctl/x/.."\n', "would give the agent ~/.local/state/fleetctl "),
+        # Not normalized: refused before the folder check can see them.
+        ('workspace = "~/"\n', "workspace: must be a normalized path"),
+        ('config_dir = "~/.local/state/fleetctl/x/.."\n', "config_dir: must be a normalized path"),
+        ('config_dir = "~/.config"\n', "config_dir: ~/.config would give the agent ~/.config "),
+        ('config_dir = "~/.local/state/fleetctl"\n', "would give the agent ~/.local/state/fleetctl "),
         ('workspace = "~/agents/b/workspace/sub"\n', "is inside b's ~/agents/b/workspace"),
         ('workspace = "~/agents"\n', "~/agents/b/workspace is inside a's ~/agents"),
     ],

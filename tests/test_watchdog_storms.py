@@ -71,8 +71,13 @@ def test_stale_copy_of_the_agent_on_its_port_is_killed_and_replaced(wfleet: Watc
     port = wfleet.agent("stale", burst=2)
     wfleet.install()
     wfleet.fc("stop", "stale", "--profiles", str(wfleet.dir))
-    argv = [sys.executable, "-m", "fleetctl.demo_agent", "--name", "stale", "--port", str(port)]
-    copy = subprocess.Popen([*wfleet.fc.manager.nsenter_argv(), *argv], stdout=subprocess.PIPE, text=True)
+    # A copy the way the unit ran it: the profile's exact argv and the unit's FLEET_* environment.
+    argv = [sys.executable, "-m", "fleetctl.demo_agent"]
+    env = {**wfleet.fc.env, "FLEET_AGENT": "stale", "FLEET_PORT": str(port)}
+    env["FLEET_CONFIG_DIR"] = str(wfleet.home / "agents/stale/config")
+    copy = subprocess.Popen(
+        [*wfleet.fc.manager.nsenter_argv(), *argv], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         wait_for(lambda: wfleet.healthy("stale"), 20, "the stale copy to listen")
         wfleet.fc("start", "stale", "--profiles", str(wfleet.dir))

@@ -169,7 +169,15 @@ class WatchdogFleet:
         if not path.exists():
             return []
         out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [r for r in out if agent is None or r["agent"] == agent]
+        # Outcomes only: intent records (write-ahead, see fleetctl.healing.intent) are left out.
+        return [r for r in out if (agent is None or r["agent"] == agent) and r.get("phase") != "intent"]
+
+    def intents(self, agent: str) -> list[dict[str, Any]]:
+        path = self.state_dir / "incidents.jsonl"
+        if not path.exists():
+            return []
+        out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in out if r["agent"] == agent and r.get("phase") == "intent"]
 
     def state(self, agent: str) -> dict[str, Any]:
         path = self.state_dir / "watchdog-state.json"

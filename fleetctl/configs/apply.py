@@ -116,7 +116,11 @@ def validate_current(p: Profile) -> str | None:
     if not p.config.file:
         return None
     config_dir = paths.expand(p.config_dir)
-    target = config_dir / p.config.file
+    try:
+        # The agent can write its config dir: a symlink there must not lead the read outside it.
+        target = managed.resolve_managed(config_dir, p.config.file)
+    except FleetError:  # fixed text: where the link points is the agent's to choose
+        return f"{p.name}: {p.config.file}: a symlink leading outside the config dir; not read"
     try:
         if target.exists():
             validate(
@@ -124,7 +128,7 @@ def validate_current(p: Profile) -> str | None:
                 read_bounded(target, managed.MAX_BYTES, f"{p.name}: {p.config.file}"),
                 f"{p.name}: {p.config.file}",
             )
-        _run_agent_validator(p, target)
+        _run_agent_validator(p, config_dir / p.config.file)
     except ConfigInvalid as e:
         return f"{e}\nvalidator output:\n{e.output}" if e.output else str(e)
     return None

@@ -15,6 +15,7 @@ from fleetctl.common.errors import FleetError
 from fleetctl.fleet import schema
 
 FLEET_FILE = "fleet.toml"
+MAX_PROFILE_BYTES = 64 * 1024  # a profile is a screenful; anything bigger is a mistake or an attack
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,17 @@ class ProfileErrors(FleetError):
     """All problems found, one per line; the first line alone is the summary."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        # A file name or value may hold a newline or an escape sequence: each problem stays
+        # one printable line whatever the input.
+        self.problems = [printable(p) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def printable(text: str) -> str:
+    """`text` with control and non-characters shown as escapes (\\n, \\x1b, \\u2028)."""
+    if not any(schema.unprintable(c) for c in text):
+        return text
+    return "".join(ascii(c)[1:-1] if schema.unprintable(c) else c for c in text)
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -266,13 +276,34 @@ def _nearest(key: str, table: dict[str, schema.Setting]) -> str:
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """Parse one profile; a problem (one line naming the file) instead of a traceback."""
     try:
+        real = path.resolve(strict=True)
+        if path.is_symlink() and not real.is_relative_to(path.parent.resolve()):
+            problems.append(
+                f"{path}: is a symlink to {real}, outside the profiles directory; copy the file in instead"
+            )
+            return None
+        if not real.is_file():  # a FIFO or device would block or never end
+            problems.append(f"{path}: not a regular file")
+            return None
         with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        problems.append(f"{path}: invalid TOML: {e}")
+            raw = f.read(MAX_PROFILE_BYTES + 1)
     except OSError as e:
         problems.append(f"{path}: cannot read: {e.strerror}")
+        return None
+    if len(raw) > MAX_PROFILE_BYTES:
+        problems.append(f"{path}: larger than {MAX_PROFILE_BYTES // 1024} KiB; a profile is a short file")
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.append(f"{path}: not UTF-8 (invalid byte at offset {e.start}); save it as UTF-8")
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        problems.append(f"{path}: invalid TOML: {e}")
     return None
 
 
@@ -292,11 +323,12 @@ def load_fleet(directory: Path) -> Fleet:
             continue
         flat = _check_values(_flatten(doc, str(path), problems), schema.BY_KEY, str(path), problems)
         flat.setdefault("name", path.stem)
-        if not schema.AGENT_NAME.match(flat["name"]):
+        if not isinstance(flat["name"], str) or not schema.AGENT_NAME.fullmatch(flat["name"]):
             problems.append(f"{path}: name: {schema._name(flat['name'])} (rename the file or set name)")
             continue
         for s in schema.SETTINGS:
-            if s.required and s.key not in flat and s.key not in defaults:
+            reported = any(line.startswith(f"{path}: {s.key}: ") for line in problems)
+            if s.required and s.key not in flat and s.key not in defaults and not reported:
                 problems.append(f"{path}: {s.key}: missing (required)")
         raw.append((path, {**defaults, **flat}))
     if not raw and not problems:

@@ -6,7 +6,9 @@ marked `inheritable`; a profile's own value wins.
 
 from __future__ import annotations
 
+import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +29,73 @@ class Setting:
     doc: str = ""
 
 
-AGENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
-PERCENT = re.compile(r"^[0-9]+%$")
+# Patterns are applied with fullmatch: `$` alone also matches before a trailing newline.
+AGENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[KMGT]?")
+PERCENT = re.compile(r"[0-9]+%")
+RESERVED_ENV = "FLEET_"  # fleetctl sets FLEET_AGENT & co.; the watchdog trusts FLEET_AGENT
+PATH_MAX = 4096  # bytes, as systemd's path_is_valid() counts them
+NAME_MAX = 255  # bytes per path component
 SECRETISH = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
 PLACEHOLDERS = ("{port}", "{name}", "{workspace}", "{config_dir}", "{python}")
 
 
+# --- text that reaches a unit file ---------------------------------------------------------
+# systemd ends a unit-file line at LF, CR and NUL, drops a line that is not valid UTF-8 in its
+# own sense (which excludes the Unicode noncharacters), and joins a line ending in a backslash
+# with the next one. Text it cannot hold exactly is refused here; what it can hold is quoted and
+# escaped by fleetctl.systemd.render.
+def unprintable(ch: str) -> bool:
+    """Control characters (C0, DEL, C1), line/paragraph separators, surrogates, noncharacters."""
+    o = ord(ch)
+    if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+        return True
+    return 0xFDD0 <= o <= 0xFDEF or (o & 0xFFFE) == 0xFFFE
+
+
+def _show_char(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
+
+
+def unit_text_problem(v: str, controls: bool = False) -> str | None:
+    """Why `v` cannot be written into a unit file; None if it can.
+
+    controls=True: the value goes in a C-escaped quoted string (Environment=, ExecStart=), where
+    control characters other than NUL can be expressed; else (Description=, paths) none can.
+    """
+    for ch in v:
+        o = ord(ch)
+        if o == 0:
+            return "must not contain a NUL character (U+0000)"
+        if controls and unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            continue
+        if unprintable(ch):
+            return f"must not contain control or non-character {_show_char(ch)}"
+    return None
+
+
+def _description(v: Any) -> str | None:
+    problem = unit_text_problem(v)
+    if problem is None and v.rstrip(" ").endswith("\\"):
+        problem = "must not end with a backslash (systemd would join the next line to it)"
+    return problem
+
+
+def _finite(v: Any) -> str | None:
+    return None if math.isfinite(v) and abs(v) < 2**53 else "must be a finite number"
+
+
 def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be a positive number of seconds"
+    return _finite(v) or (None if v > 0 else "must be a positive number of seconds")
 
 
 def _nonnegative(v: Any) -> str | None:
-    return None if v >= 0 else "must be zero or more"
+    return _finite(v) or (None if v >= 0 else "must be zero or more")
+
+
+def _count(v: Any) -> str | None:
+    return None if 0 < v < 2**31 else "must be a positive whole number below 2147483648"
 
 
 def _port(v: Any) -> str | None:
@@ -48,7 +103,7 @@ def _port(v: Any) -> str | None:
 
 
 def _name(v: Any) -> str | None:
-    if AGENT_NAME.match(v):
+    if AGENT_NAME.fullmatch(v):
         return None
     return f"must be lowercase letters, digits and '-', starting with a letter, at most 40 (got {v!r})"
 
@@ -58,13 +113,52 @@ def _span(v: Any) -> str | None:
 
 
 def _http_path(v: Any) -> str | None:
-    return None if v.startswith("/") and " " not in v else f"must be a URL path starting with '/' (got {v!r})"
+    if v.startswith("/") and not any(c.isspace() or unprintable(c) for c in v):
+        return None
+    return f"must be a URL path starting with '/', without spaces or control characters (got {v!r})"
+
+
+def path_problem(v: str) -> str | None:
+    """Why a relative or absolute path cannot be used as is; None if it can."""
+    problem = unit_text_problem(v)
+    if problem:
+        return problem
+    if "$" in v:
+        return "must not contain '$' (paths are not expanded: write ~/ for the home directory)"
+    if ":" in v:
+        return "must not contain ':' (systemd's BindPaths= reads it as source:destination)"
+    if v != v.strip() or v.endswith("\\"):
+        return "must not start or end with whitespace or end with a backslash"
+    parts = v.split("/")
+    body = parts[1:] if v.startswith("/") else parts
+    if any(part in ("", ".", "..") for part in body):
+        return "must be a normalized path: no '.' or '..' components, no '//', no trailing '/'"
+    if len(v.encode()) >= PATH_MAX or any(len(part.encode()) > NAME_MAX for part in parts):
+        return f"is too long (at most {PATH_MAX - 1} bytes, {NAME_MAX} per component)"
+    return None
 
 
 def _user_path(v: Any) -> str | None:
-    if v.startswith("/") or v.startswith("~/"):
-        return None if "\n" not in v else "must not contain a newline"
-    return f"must be an absolute path or start with '~/' (got {v!r})"
+    if not (v.startswith("/") or v.startswith("~/")):
+        return f"must be an absolute path or start with '~/' (got {v!r})"
+    return path_problem(v)
+
+
+def _user_paths(v: Any) -> str | None:
+    for i, path in enumerate(v):
+        problem = _user_path(path)
+        if problem:
+            return f"[{i}] {problem}" if "(got" in problem else f"[{i}] {problem} (got {path!r})"
+    return None
+
+
+def _relative_file(v: Any) -> str | None:
+    """config.file: a file inside config_dir, named relative to it."""
+    if v.startswith("/") or v.startswith("~"):
+        return f"must be a file name relative to config_dir, not an absolute path (got {v!r})"
+    if not v:
+        return "must not be empty"
+    return path_problem(v)
 
 
 def _positive_amount(v: Any) -> str | None:
@@ -81,11 +175,11 @@ def _exit_statuses(v: Any) -> str | None:
 
 
 def _size(v: Any) -> str | None:
-    return None if SIZE.match(str(v)) else f'must be a size such as "512M" or "2G" (got {v!r})'
+    return None if SIZE.fullmatch(str(v)) else f'must be a size such as "512M" or "2G" (got {v!r})'
 
 
 def _percent(v: Any) -> str | None:
-    return None if PERCENT.match(v) else f'must be a percentage such as "50%" or "200%" (got {v!r})'
+    return None if PERCENT.fullmatch(v) else f'must be a percentage such as "50%" or "200%" (got {v!r})'
 
 
 def _one_of(*choices: str) -> Check:
@@ -97,13 +191,21 @@ def _one_of(*choices: str) -> Check:
 
 def _environment(v: Any) -> str | None:
     for k, val in v.items():
-        if not ENV_NAME.match(k):
+        if not ENV_NAME.fullmatch(k):
             return f"{k!r} is not a valid environment variable name"
+        if k.startswith(RESERVED_ENV):
+            return f"{k}: names starting with {RESERVED_ENV} are set by fleetctl; pick another name"
         if SECRETISH.search(k):
             return f"{k} looks like a secret; put it in secrets_file (a 0600 env file), not in the profile"
-        if "\n" in val:
-            return f"{k}: value must not contain a newline"
+        problem = unit_text_problem(val, controls=True)
+        if problem:
+            return f"{k}: value {problem}"
     return None
+
+
+def _names(v: Any) -> str | None:
+    bad = [n for n in v if not AGENT_NAME.fullmatch(n)]
+    return f"{bad[0]!r} is not an agent name" if bad else None
 
 
 PLACEHOLDER = re.compile(r"\{[a-z_]*\}")
@@ -113,14 +215,23 @@ def _command(v: Any) -> str | None:
     if not v:
         return "must be a non-empty list: the program and its arguments"
     for i, arg in enumerate(v):
+        problem = unit_text_problem(arg, controls=True)
+        if problem:
+            return f"command[{i}]: {problem}"
         for ph in PLACEHOLDER.findall(arg):
             if ph not in PLACEHOLDERS:
                 return f"command[{i}]: unknown placeholder {ph} (known: {' '.join(PLACEHOLDERS)})"
             if ph == "{python}" and (i != 0 or arg != ph):
                 return "{python} may only stand alone as command[0]"
     exe = v[0]
-    if exe == "{python}" or exe.startswith("/") or exe.startswith("~/"):
+    if exe == "{python}":
         return None
+    if exe.startswith("/") or exe.startswith("~/"):
+        problem = path_problem(exe)
+        if problem is None and any(c in exe for c in "\"'\\"):
+            # systemd unquotes the executable, then refuses one holding these ("special characters").
+            problem = "the program's path must not contain quotes or backslashes (systemd refuses them)"
+        return f"command[0]: {problem}" if problem else None
     return (
         f"command[0] {exe!r} is not an absolute path; write the full path "
         f'(see `command -v {exe}`) or "{{python}}" for fleetctl\'s interpreter'
@@ -177,7 +288,14 @@ def _rates(v: Any) -> str | None:
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     S("name", "str", inheritable=False, check=_name, doc="agent name; defaults to the file name"),
-    S("description", "str", "", inheritable=False, doc="one line shown in status and the unit"),
+    S(
+        "description",
+        "str",
+        "",
+        inheritable=False,
+        check=_description,
+        doc="one line shown in status and the unit",
+    ),
     S(
         "role",
         "str",
@@ -230,8 +348,14 @@ SETTINGS: tuple[Setting, ...] = (
         doc="extra non-secret environment; {name} {port} {workspace} {config_dir} and a leading ~/ expand",
     ),
     S("secrets_file", "str", None, check=_user_path, doc="KEY=VALUE env file, mode 0600"),
-    S("alternate_secrets_files", "list[str]", [], doc="credentials the watchdog may switch to"),
-    S("after", "list[str]", [], inheritable=False, doc="agents that start before this one"),
+    S(
+        "alternate_secrets_files",
+        "list[str]",
+        [],
+        check=_user_paths,
+        doc="credentials the watchdog may switch to",
+    ),
+    S("after", "list[str]", [], inheritable=False, check=_names, doc="agents that start before this one"),
     S("log_file", "bool", False, doc="also append output to a per-agent log file"),
     S(
         "health.path",
@@ -272,8 +396,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     S("restart.delay", "number", 5.0, check=_positive, doc="RestartSec"),
     S("restart.max_delay", "number", None, check=_positive, doc="RestartMaxDelaySec (systemd >= 254)"),
-    S("restart.steps", "int", None, check=_positive, doc="RestartSteps (systemd >= 254)"),
-    S("restart.burst", "int", 5, check=_positive, doc="StartLimitBurst"),
+    S("restart.steps", "int", None, check=_count, doc="RestartSteps (systemd >= 254)"),
+    S("restart.burst", "int", 5, check=_count, doc="StartLimitBurst"),
     S("restart.interval", "number", 300.0, check=_positive, doc="StartLimitIntervalSec"),
     S(
         "restart.bad_config_exit_statuses",
@@ -283,7 +407,7 @@ SETTINGS: tuple[Setting, ...] = (
         doc="RestartPreventExitStatus: never restart-loop on these",
     ),
     S("restart.success_exit_statuses", "list[int]", [], check=_exit_statuses, doc="SuccessExitStatus"),
-    S("restart.max_restarts_per_hour", "int", 3, check=_positive, doc="watchdog flap limit"),
+    S("restart.max_restarts_per_hour", "int", 3, check=_count, doc="watchdog flap limit"),
     S(
         "restart.kill_mode",
         "str",
@@ -294,14 +418,20 @@ SETTINGS: tuple[Setting, ...] = (
     S("restart.stop_timeout", "number", 30.0, check=_positive, doc="TimeoutStopSec"),
     S("resources.memory_max", "str", None, check=_size, doc="MemoryMax="),
     S("resources.cpu_quota", "str", None, check=_percent, doc="CPUQuota="),
-    S("resources.tasks_max", "int", None, check=_positive, doc="TasksMax="),
+    S("resources.tasks_max", "int", None, check=_count, doc="TasksMax="),
     S("sandbox.enabled", "bool", True, doc="systemd sandboxing in the unit; false turns it off"),
-    S("sandbox.read_write_paths", "list[str]", [], doc="extra writable paths under ProtectSystem=strict"),
+    S(
+        "sandbox.read_write_paths",
+        "list[str]",
+        [],
+        check=_user_paths,
+        doc="extra writable paths under ProtectSystem=strict",
+    ),
     S(
         "sandbox.read_only_paths",
         "list[str]",
         [],
-        check=_paths,
+        check=_user_paths,
         doc="more of $HOME the agent may read (its runtime, data); the rest of $HOME is hidden",
     ),
     S(
@@ -311,7 +441,13 @@ SETTINGS: tuple[Setting, ...] = (
         check=_relax,
         doc="sandbox directives to turn off, keeping the rest (e.g. RestrictSUIDSGID); see docs/sandbox.md",
     ),
-    S("config.file", "str", None, doc="the agent's own config file, inside config_dir"),
+    S(
+        "config.file",
+        "str",
+        None,
+        check=_relative_file,
+        doc="the agent's own config file, inside config_dir",
+    ),
     S("config.format", "str", "json", check=_one_of("json", "json5", "toml"), doc="json, json5 or toml"),
     S("config.schema", "str", None, check=_user_path, doc="JSON Schema file the config must satisfy"),
     S("config.validate_command", "list[str]", [], doc="argv that validates the config (exit 0 = ok)"),

@@ -24,6 +24,7 @@ LOG_FILE = "incidents.jsonl"
 MAX_BYTES = 5 * 1024 * 1024
 KEEP = 3  # rotated files: incidents.jsonl.1 (newest) .. .3 (oldest)
 SCHEMA = 1
+INTENT_PHASE = "intent"  # a write-ahead record (fleetctl.healing.intent); "completes" closes it
 
 
 def log_path() -> Path:
@@ -90,7 +91,10 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
 def read(
     path: Path | None = None, agent: str | None = None, since: float | None = None, keep: int = KEEP
 ) -> list[dict[str, Any]]:
-    """Records oldest first, across the rotated files; filtered by agent and start time."""
+    """Records oldest first, across the rotated files; filtered by agent and start time.
+
+    Intent records that a later record completed are left out (the outcome says it all).
+    """
     path = path or log_path()
     files = [path.with_name(f"{path.name}.{i}") for i in range(keep, 0, -1)] + [path]
     out = []
@@ -101,7 +105,17 @@ def read(
             if since is not None and float(doc.get("ts", 0)) < since:
                 continue
             out.append(doc)
-    return out
+    return visible(out)
+
+
+def completed_intents(records: list[dict[str, Any]]) -> set[str]:
+    return {str(r["completes"]) for r in records if r.get("completes")}
+
+
+def visible(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every outcome, and intents only while nothing completed them."""
+    done = completed_intents(records)
+    return [r for r in records if r.get("phase") != INTENT_PHASE or str(r.get("intent")) not in done]
 
 
 def append_bulletin(line: str) -> None:

@@ -16,14 +16,11 @@ from pathlib import Path
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
-from fleetctl.fleet.ports import Holder
 from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
 from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
 from fleetctl.systemd.manager import SystemdManager
-
-STALE_TERM_WAIT = 3.0  # seconds a stale copy gets to exit on SIGTERM before SIGKILL
 
 
 @dataclass
@@ -38,6 +35,8 @@ class Ctx:
     fenv: FleetEnv
     save: Callable[[], None]
     say: Callable[[str], None]
+    # Records the intent (incidents.jsonl, state) before the first change to the agent.
+    intend: Callable[[str], None] = lambda _action: None
 
     @property
     def unit(self) -> str:
@@ -74,6 +73,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
     from fleetctl.lifecycle.readiness import job_timeout, wait_all_healthy
 
     p = ctx.profile
+    ctx.intend("restart")
     _count_restart(ctx)
     try:
         if hung:
@@ -94,6 +94,7 @@ def restore_config(ctx: Ctx, reason: str) -> Verified:
     """configs.apply restores last-known-good, restarts and verifies through the grace period."""
     from fleetctl.configs.apply import restore_last_known_good
 
+    ctx.intend("restore_config")
     _count_restart(ctx)
     notes: list[str] = []
     try:
@@ -128,6 +129,7 @@ def switch_credentials(ctx: Ctx) -> Verified | None:
     nxt = active_credentials(ctx.profile, ctx.st) + 1
     if nxt >= len(files):
         return None
+    ctx.intend("switch_credentials")
     link_credentials(ctx.profile, files[nxt])
     ctx.st.credentials_index = nxt
     ctx.save()
@@ -150,43 +152,10 @@ def warmup(p: Profile) -> str | None:
     return "warm-up sent" if r.is_success else f"warm-up answered HTTP {r.status_code}"
 
 
-def same_agent(p: Profile, h: Holder) -> bool:
-    """Is the port's holder a stale copy of this very agent (left over from an old unit)?"""
-    if h.unit == paths.unit_name(p.name):
-        return True
-    if h.pid is None:
-        return False
-    try:
-        environ = Path(f"/proc/{h.pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        environ = []
-    if f"FLEET_AGENT={p.name}".encode() in environ:
-        return True
-    tail = [a.replace("{port}", str(p.port)).replace("{name}", p.name) for a in p.command[1:]]
-    return bool(tail) and " ".join(tail) in h.command
-
-
-def kill_stale(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STALE_TERM_WAIT
-        while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists():
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    except PermissionError as e:
-        raise FleetError(f"cannot kill stale pid {pid}: {e.strerror}") from None
-    deadline = time.monotonic() + STALE_TERM_WAIT
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 def stop(ctx: Ctx) -> str:
     from fleetctl.lifecycle.readiness import job_timeout
 
+    ctx.intend("stop")
     try:
         ctx.mgr.stop([ctx.unit], timeout=job_timeout([ctx.profile]))
     except FleetError as e:

@@ -21,7 +21,8 @@ from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.providers import Provider
 from fleetctl.fleet import ports
-from fleetctl.healing import backoff, evidence, remedy
+from fleetctl.fleet.profiles import printable
+from fleetctl.healing import backoff, evidence, remedy, stale
 from fleetctl.healing.escalate import escalate
 from fleetctl.healing.incidents import iso
 from fleetctl.healing.observe import Observation
@@ -93,16 +94,20 @@ def _hung(obs: Observation) -> bool:
 
 def _port(ctx: Ctx, holder: ports.Holder) -> Result:
     p = ctx.profile
-    command = " ".join(holder.command.split())[:80]  # argv may hold newlines (python -c ...)
+    # argv is anyone's text: newlines (python -c ...) and escape sequences stay out of records.
+    command = printable(" ".join(holder.command.split()))[:80]
     who = f"pid {holder.pid} ({command})" if holder.pid else command
-    if not remedy.same_agent(p, holder) or holder.pid is None:
-        return _escalate(ctx, f"port {p.port} is held by another program: {who}; not restarting into it")
     try:
-        remedy.kill_stale(holder.pid)
+        ev = stale.kill_if_stale(p, holder, before_kill=lambda: ctx.intend("kill_stale"))
     except FleetError as e:
         return _escalate(ctx, f"port {p.port} held by a stale copy of {p.name}, {who}: {e}")
+    if not ev.stale:
+        return _escalate(
+            ctx, f"port {p.port} is held by another program: {who} ({ev.why}); not restarting into it"
+        )
     v = remedy.restart_and_verify(ctx)
-    return _finish(ctx, "kill_stale", Verified(v.ok, f"killed stale copy {who}; {v.detail}"), "stale copy")
+    detail = f"killed stale copy {who} ({ev.why}); {v.detail}"
+    return _finish(ctx, "kill_stale", Verified(v.ok, detail), "stale copy")
 
 
 def _port_holder(obs: Observation) -> ports.Holder | None:

@@ -21,7 +21,7 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, incidents
+from fleetctl.healing import backoff, evidence, incidents, intent
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import FleetEnv, providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
@@ -53,7 +53,8 @@ class RunReport:
     @property
     def ok(self) -> bool:
         """Nothing needs a human: no agent held, every fix verified (or waiting), no errors."""
-        bad = [r for r in self.records if r["verification"] not in ("healthy", "waiting")]
+        # "interrupted" closes an earlier run's action; this run handles the agent as it finds it.
+        bad = [r for r in self.records if r["verification"] not in ("healthy", "waiting", "interrupted")]
         return not (bad or self.held or self.problems)
 
     def heartbeat(self) -> dict[str, Any]:
@@ -121,6 +122,7 @@ class _Run:
         started = time.monotonic()
         with SystemdManager() as mgr:
             seen = observe(mgr, self.fleet.profiles)
+            self._close_interrupted(seen)
             suspects, flapping = self._triage(seen)
             self.save()
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
@@ -176,7 +178,17 @@ class _Run:
         st = self.state.agent(name)
         try:
             with SystemdManager() as mgr:
-                ctx = Ctx(self.fleet, o.profile, st, mgr, self.fenv, self.save, self.say)
+                symptom = o.symptom if failing else "too many restarts"
+                ctx = Ctx(
+                    self.fleet,
+                    o.profile,
+                    st,
+                    mgr,
+                    self.fenv,
+                    self.save,
+                    self.say,
+                    intend=lambda action: self._intend(o, action, symptom),
+                )
                 if failing:
                     result, diag = respond(ctx, o, self.chain)
                 else:
@@ -200,7 +212,51 @@ class _Run:
         duration: float = 0.0,
     ) -> None:
         rec = self.recorder.record(o.profile, result, diag, symptom, now, duration)
+        st = self.state.agent(o.profile.name)
+        it = st.intent
+        if it is not None and it.run == self.recorder.run_id:
+            rec["completes"] = it.id
         with self._lock:
             self.recorder.write(rec)
             self.report.records.append(rec)
             self._say(self.recorder.line(rec))
+        if it is not None and it.run == self.recorder.run_id:
+            st.intent = None
+            self.save()
+
+    # --- write-ahead: every action reaches the incident log (intent.py) ------------------------
+    def _intend(self, o: Observation, action: str, symptom: str) -> None:
+        """Before the first change to the agent in this run: the intent, on disk."""
+        st = self.state.agent(o.profile.name)
+        if st.intent is not None and st.intent.run == self.recorder.run_id:
+            return  # one intent per agent per run; the final record names every step
+        redact = evidence.redactor_for(o.profile, self.fenv).redact
+        it = intent.new(action, self.recorder.run_id, redact(symptom))
+        with self._lock:
+            incidents.append(intent.record(o.profile.name, it))
+        st.intent = it
+        self.save()
+
+    def _close_interrupted(self, seen: dict[str, Observation]) -> None:
+        """Close the intents an earlier run left open: it died between acting and recording."""
+        for name, st in sorted(self.state.agents.items()):
+            it = st.intent
+            if it is None or it.run == self.recorder.run_id:
+                continue
+            st.intent = None
+            o = seen.get(name)
+            done = incidents.completed_intents(incidents.read(agent=name, since=it.since - 1))
+            if it.id in done or o is None:  # recorded after all (died before saving the state)
+                continue
+            detail = (
+                f"the watchdog run {it.run} stopped after it began to {it.action.replace('_', ' ')} "
+                f"at {incidents.iso(it.since)}, before recording the outcome; now {o.status}"
+            )
+            rec = self.recorder.record(
+                o.profile, Result(it.action, "interrupted", detail), {}, it.symptom, time.time(), 0.0
+            )
+            rec["completes"] = it.id
+            self.recorder.write(rec)
+            self.report.records.append(rec)
+            self._say(self.recorder.line(rec))
+        self.save()

@@ -17,6 +17,7 @@ from typing import Any
 from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
+from fleetctl.healing.intent import Intent
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class AgentState:
     held: Hold | None = None
     credentials_index: int = 0  # 0: secrets_file; i: alternate_secrets_files[i - 1]
     oom_kills: list[float] = field(default_factory=list)
+    intent: Intent | None = None  # an action begun and not yet recorded as done (intent.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AgentState:
@@ -57,6 +59,7 @@ class AgentState:
             held=None if not held else Hold(float(held["since"]), str(held["reason"])),
             credentials_index=int(d.get("credentials_index", 0)),
             oom_kills=[float(t) for t in d.get("oom_kills", [])],
+            intent=Intent.from_dict(d["intent"]) if d.get("intent") else None,
         )
 
 

@@ -38,6 +38,8 @@ def watchdog_actions(path: Path | None = None) -> dict[str, Counter[str]]:
     for f in [path, *(path.with_name(f"{path.name}.{i}") for i in range(1, ROTATED + 1))]:
         for doc in _records(f):
             agent, action = doc.get("agent"), doc.get("action")
+            if doc.get("phase") == "intent":  # write-ahead; its outcome is counted
+                continue
             if isinstance(agent, str) and isinstance(action, str) and action != "none":
                 counts.setdefault(agent, Counter())[action] += 1
     return counts

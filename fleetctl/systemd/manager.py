@@ -301,6 +301,16 @@ class SystemdManager:
             out[n] = UnitStatus(n, load, active, sub, "", 0, 0, 0, 0, None)
         return out
 
+    def properties(self, name: str, iface: str, props: Sequence[str]) -> dict[str, Any]:
+        """Raw values of some properties of one unit, as the manager reports them."""
+        (unit_path,) = self._call("LoadUnit", "s", (name,))
+        msgs = [StringCall(SYSTEMD, unit_path, PROPERTIES_IFACE, "Get", (iface, prop)) for prop in props]
+        replies = self._calls(msgs)
+        return {
+            prop: self._ok(r, f"reading {prop} of {name}")[0][1]
+            for prop, r in zip(props, replies, strict=True)
+        }
+
     def _read(self, names: list[str], unit_paths: list[str]) -> dict[str, UnitInfo]:
         keys: list[tuple[str, str]] = []
         msgs: list[StringCall] = []
