@@ -19,8 +19,8 @@ from fleetctl.common.errors import FleetError
 from fleetctl.fleet.ports import Holder
 from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
-from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
+from fleetctl.secrets.known import FleetSecrets
 from fleetctl.systemd.manager import SystemdManager
 
 STALE_TERM_WAIT = 3.0  # seconds a stale copy gets to exit on SIGTERM before SIGKILL
@@ -35,7 +35,7 @@ class Ctx:
     profile: Profile
     st: AgentState
     mgr: SystemdManager
-    fenv: FleetEnv
+    fenv: FleetSecrets
     save: Callable[[], None]
     say: Callable[[str], None]
 

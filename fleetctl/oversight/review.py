@@ -23,10 +23,10 @@ from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.parse import one_line, strict_object
 from fleetctl.diagnosis.prompt import Prompt, fit_log_lines
 from fleetctl.diagnosis.providers import Provider, ProviderError, providers_from_env
-from fleetctl.diagnosis.redact import Redactor, read_env_file
+from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import Profile
 from fleetctl.oversight.model import CheckError, Findings, Violation
-from fleetctl.oversight.secrets import alerts_env_file
+from fleetctl.secrets import known
 
 REASON_MAX = 200
 CHECKLIST_MAX = 4000  # characters; a checklist is a page, not a manual
@@ -116,22 +116,6 @@ def ask(
     return None, notes
 
 
-def redactor_for(p: Profile, secrets: Mapping[str, str]) -> Redactor:
-    """The coordinator's own secrets, every alert-channel secret and the provider keys."""
-    values: list[str] = []
-    for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        try:
-            values += read_env_file(paths.expand(f), missing_ok=True).values()
-        except OSError:
-            pass
-    try:
-        values += read_env_file(alerts_env_file(), missing_ok=True).values()
-    except OSError:
-        pass
-    values += [secrets.get(k, "") for k in ("GROQ_API_KEY", "ANTHROPIC_API_KEY")]
-    return Redactor(values, p.watchdog.redact)
-
-
 def review(
     coordinator: Profile,
     checklist_path: Path,
@@ -140,6 +124,7 @@ def review(
     last_digest: str,
     last: Violation | None,
     providers: Sequence[Provider] | None = None,
+    redactor: Redactor | None = None,
 ) -> tuple[Findings, str]:
     """(findings, digest to remember). Same digest as last time: the last verdict, no call."""
     got = Findings()
@@ -150,8 +135,9 @@ def review(
         return got, last_digest
     if not log_lines:
         return got, last_digest  # nothing logged, nothing to judge
-    redactor = redactor_for(coordinator, secrets)
-    safe = [redactor.redact(line) for line in log_lines]
+    # Every secret of the fleet, not only the coordinator's: its log relays other agents' text.
+    redactor = redactor or known.for_profile(coordinator, secrets).redactor
+    safe = redactor.redact_lines(log_lines)
     digest = hashlib.sha256("\n".join([checklist, *safe]).encode()).hexdigest()
     if digest == last_digest:
         got.violations += [last] if last else []
