@@ -4,15 +4,22 @@ The SDKs are imported inside `ask`, never at module level: importing them costs 
 milliseconds and `fleetctl status` imports this package's neighbours. SDK retries are off
 (`max_retries=0`) because the chain owns the policy: one honoured Retry-After, a total budget,
 then the next provider.
+
+Every call has an overall deadline, not only the SDK's per-read timeout (a server that sends
+its headers at once and then one byte every few seconds never trips a read timeout). The SDK
+call runs in a daemon worker thread; the caller waits at most the deadline, then closes the
+client (which fails the worker's pending read) and abandons the thread: it can no longer
+touch anything fleetctl uses, holds no lock, and cannot keep the process alive at exit.
 """
 
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.prompt import Prompt
@@ -59,6 +66,32 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+T = TypeVar("T")
+
+
+def call_with_deadline(call: Callable[[], T], seconds: float) -> T:
+    """`call()`'s result or exception, or ProviderError("timeout") once `seconds` have passed,
+    whatever the call is doing then (it is left behind in its daemon thread)."""
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # handed to the caller, who decides
+            outcome.append((False, e))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="fleetctl-llm-call", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise ProviderError("timeout")
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
 def _translate(sdk: Any, exc: Exception) -> ProviderError:
     """Map either SDK's exception hierarchy (they share the Stainless shape) to ProviderError."""
     if isinstance(exc, sdk.APITimeoutError):  # subclass of APIConnectionError: test first
@@ -89,22 +122,27 @@ class GroqProvider:
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
         import groq
 
+        seconds = timeout if timeout is not None else self.timeout
         client = groq.Groq(
             api_key=self.api_key,
             base_url=self.base_url or GROQ_BASE_URL,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=seconds,
             max_retries=0,
         )
         try:
+            # Leaving `with` closes the client, also when the deadline abandons the call.
             with client:
-                resp = client.chat.completions.create(
-                    model=self.model,
-                    messages=[
-                        {"role": "system", "content": prompt.system},
-                        {"role": "user", "content": prompt.user},
-                    ],
-                    max_tokens=MAX_TOKENS,
-                    temperature=0,
+                resp = call_with_deadline(
+                    lambda: client.chat.completions.create(
+                        model=self.model,
+                        messages=[
+                            {"role": "system", "content": prompt.system},
+                            {"role": "user", "content": prompt.user},
+                        ],
+                        max_tokens=MAX_TOKENS,
+                        temperature=0,
+                    ),
+                    seconds,
                 )
         except groq.GroqError as e:
             raise _translate(groq, e) from None
@@ -132,21 +170,26 @@ class AnthropicProvider:
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
         import anthropic
 
+        seconds = timeout if timeout is not None else self.timeout
         client = anthropic.Anthropic(
             api_key=self.api_key,
             base_url=self.base_url or ANTHROPIC_BASE_URL,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=seconds,
             max_retries=0,
         )
         try:
+            # Leaving `with` closes the client, also when the deadline abandons the call.
             with client:
-                resp = client.messages.create(
-                    model=self.model,
-                    system=prompt.system,
-                    messages=[{"role": "user", "content": prompt.user}],
-                    # No temperature: SDK 2.x removed sampling parameters and API version
-                    # 2026-10-21 (its default) rejects them with 400, even temperature=0.
-                    max_tokens=MAX_TOKENS,
+                resp = call_with_deadline(
+                    lambda: client.messages.create(
+                        model=self.model,
+                        system=prompt.system,
+                        messages=[{"role": "user", "content": prompt.user}],
+                        # No temperature: SDK 2.x removed sampling parameters and API version
+                        # 2026-10-21 (its default) rejects them with 400, even temperature=0.
+                        max_tokens=MAX_TOKENS,
+                    ),
+                    seconds,
                 )
         except anthropic.AnthropicError as e:
             raise _translate(anthropic, e) from None

@@ -5,7 +5,9 @@ each line names everything itself: the interpreter by absolute path, the profile
 absolute path, and the runtime dir fleetctl reaches the user manager through, taken from the
 install-time environment (a test manager or a non-standard runtime dir then works too). The
 variables go through `/usr/bin/env` rather than shell syntax so a crontab `SHELL=` of any kind
-still runs the line.
+still runs the line. The line starts with `umask 077;` (the one other piece of shell syntax
+besides the `>>cron.log 2>&1` redirection, both understood by every shell cron runs): the log
+holds agents' log text, so the shell must create it 0600 (install pre-creates it 0600 too).
 
 Everything outside the markers is the user's and is written back byte for byte: the crontab
 is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
@@ -82,7 +84,8 @@ def _command(verb: str, profiles_dir: Path) -> str:
         "--profiles",
         str(profiles_dir.resolve()),
     ]
-    line = f"{shlex.join(argv)} >>{shlex.quote(str(log_path()))} 2>&1"
+    # umask 077: the shell creates cron.log (after a rotation) 0600; it holds log text.
+    line = f"umask 077; {shlex.join(argv)} >>{shlex.quote(str(log_path()))} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 
 
@@ -144,7 +147,7 @@ def write_crontab(data: bytes) -> None:
 def install_block(interval_watchdog: int, interval_oversee: int, profiles_dir: Path) -> bool:
     """Add or update the block; True when the crontab changed (a second call changes nothing)."""
     block = render_block(interval_watchdog, interval_oversee, profiles_dir)
-    log_path().parent.mkdir(parents=True, exist_ok=True)  # the shell's >> cannot create it
+    prepare_log()
     current = read_crontab()
     new = merge(current, block)
     if new == current:
@@ -171,12 +174,26 @@ def log_path() -> Path:
     return paths.state_dir() / LOG_FILE
 
 
+def prepare_log() -> None:
+    """The state dir (0700) and cron.log (0600) exist before cron's shell appends to it: `>>`
+    cannot create a directory, and a file it creates would take cron's umask."""
+    path = log_path()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older install's 0644 log is tightened too
+    finally:
+        os.close(fd)
+
+
 def rotate_log(max_bytes: int = LOG_MAX_BYTES) -> None:
     """Keep the cron log bounded: past max_bytes it becomes cron.log.1 (the previous .1 goes).
     A run writing to it keeps its open file; the next run starts a fresh one."""
     path = log_path()
     try:
-        if path.stat().st_size > max_bytes:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            path.chmod(0o600)  # a log from before fleetctl kept it private
+        if st.st_size > max_bytes:
             os.replace(path, path.with_name(LOG_FILE + ".1"))
     except FileNotFoundError:
         pass
