@@ -28,9 +28,9 @@ from fleetctl.oversight.drift import config_drift, first_difference
 from fleetctl.oversight.metrics import render
 from fleetctl.oversight.model import CheckError, Findings, Violation
 from fleetctl.oversight.notify import append_bulletin, bulletin_line
+from fleetctl.oversight.state import OversightState
 from fleetctl.secrets import known
 from fleetctl.secrets.known import alerts_env_file
-from fleetctl.oversight.state import OversightState
 from fleetctl.systemd.render import Target
 
 NOW = 1_714_564_800.0
