@@ -26,9 +26,17 @@ MAX_PROPERTY_CHARS = 200
 # Control characters (ANSI escapes, NULs, CRs) and Unicode line/paragraph separators confuse
 # models and can hide text or start a line of their own; tab survives.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-# A value printed outside the fence: an identifier-like token systemd itself produces
-# ("failed", "exit-code", "78"), nothing that could read as a sentence.
-_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{0,40}")
+# Outside the fence: only properties systemd itself sets (the agent cannot), and only when the
+# value has the shape systemd gives them (a state word or a number). Anything else is in FACTS.
+_SYSTEMD_OWNED = frozenset(
+    {"ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus", "NRestarts", "MainPID"}
+)
+_TOKEN = re.compile(r"[a-z][a-z-]{0,30}|-?[0-9]{1,10}")
+_AGENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # a profile name, fixed by the user (not the agent)
+_RESULTS = frozenset(
+    "success protocol timeout exit-code signal core-dump watchdog start-limit-hit resources "
+    "oom-kill exec-condition condition".split()
+)
 # The symptom, reduced to the fixed phrase the watchdog starts it with (healing.observe).
 _SYMPTOMS = (
     "unit failed",
@@ -110,18 +118,17 @@ def build_prompt(incident: Incident, *, nonce: str | None = None) -> Prompt:
     props: list[str] = []
     facts = [f"symptom: {_clean(incident.symptom, 300)}"]
     for k, v in sorted(incident.unit_properties.items()):
-        if _token(k) is None:
-            continue  # property names are fleetctl's own; anything else is not shown
-        if _token(str(v)) is not None:
+        if k in _SYSTEMD_OWNED and _token(str(v)) is not None:
             props.append(f"  {k}={v}")
         else:
-            props.append(f"  {k}=(in FACTS)")
-            facts.append(f"property {k}: {_clean(str(v), MAX_PROPERTY_CHARS)}")
+            facts.append(f"property {_clean(k, 60)}: {_clean(str(v), MAX_PROPERTY_CHARS)}")
     if incident.config_detail:
         facts.append(f"config check: {_clean(incident.config_detail, 600)}")
     config = {None: "not checked", True: "yes", False: "NO (validation failed)"}[incident.config_valid]
-    result = _token(incident.result) or ("unknown" if not incident.result else "other")
-    agent = incident.agent if _TOKEN.fullmatch(incident.agent) else "(unnamed)"
+    result = incident.result if incident.result in _RESULTS else "unknown" if not incident.result else "other"
+    if result == "other":
+        facts.append(f"unit result: {_clean(str(incident.result), 40)}")
+    agent = incident.agent if _AGENT.fullmatch(incident.agent) else "(unnamed)"
     user = "\n".join(
         [
             f"Agent: {agent}",

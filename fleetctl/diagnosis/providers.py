@@ -7,9 +7,10 @@ then the next provider.
 
 Every call has an overall deadline, not only the SDK's per-read timeout (a server that sends
 its headers at once and then one byte every few seconds never trips a read timeout). The SDK
-call runs in a daemon worker thread; the caller waits at most the deadline, then closes the
-client (which fails the worker's pending read) and abandons the thread: it can no longer
-touch anything fleetctl uses, holds no lock, and cannot keep the process alive at exit.
+call (SDK import, client, request) runs in a daemon worker thread; the caller waits at most
+the deadline, then closes the client from yet another daemon thread (which fails the worker's
+pending read) and abandons the worker: it touches nothing fleetctl uses, holds no lock, and
+cannot keep the process alive at exit.
 """
 
 from __future__ import annotations
@@ -69,9 +70,11 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 T = TypeVar("T")
 
 
-def call_with_deadline(call: Callable[[], T], seconds: float) -> T:
+def call_with_deadline(call: Callable[[], T], seconds: float, abort: Callable[[], object] | None = None) -> T:
     """`call()`'s result or exception, or ProviderError("timeout") once `seconds` have passed,
-    whatever the call is doing then (it is left behind in its daemon thread)."""
+    whatever the call is doing then: it is left behind in its daemon thread, and `abort` (which
+    closes the HTTP client) runs in another daemon thread, so not even a blocking close can
+    delay the caller."""
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
 
@@ -85,6 +88,8 @@ def call_with_deadline(call: Callable[[], T], seconds: float) -> T:
 
     threading.Thread(target=work, name="fleetctl-llm-call", daemon=True).start()
     if not done.wait(max(0.0, seconds)):
+        if abort is not None:
+            threading.Thread(target=abort, name="fleetctl-llm-abort", daemon=True).start()
         raise ProviderError("timeout")
     ok, value = outcome[0]
     if ok:
@@ -120,29 +125,33 @@ class GroqProvider:
     name: str = "groq"
 
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        seconds = timeout if timeout is not None else self.timeout
+        clients: list[Any] = []
+        return call_with_deadline(
+            lambda: self._ask(prompt, seconds, clients), seconds, lambda: [c.close() for c in clients]
+        )
+
+    def _ask(self, prompt: Prompt, seconds: float, clients: list[Any]) -> str:
+        # Importing the SDK (a second or more on a busy host) is inside the deadline too.
         import groq
 
-        seconds = timeout if timeout is not None else self.timeout
         client = groq.Groq(
             api_key=self.api_key,
             base_url=self.base_url or GROQ_BASE_URL,
             timeout=seconds,
             max_retries=0,
         )
+        clients.append(client)
         try:
-            # Leaving `with` closes the client, also when the deadline abandons the call.
             with client:
-                resp = call_with_deadline(
-                    lambda: client.chat.completions.create(
-                        model=self.model,
-                        messages=[
-                            {"role": "system", "content": prompt.system},
-                            {"role": "user", "content": prompt.user},
-                        ],
-                        max_tokens=MAX_TOKENS,
-                        temperature=0,
-                    ),
-                    seconds,
+                resp = client.chat.completions.create(
+                    model=self.model,
+                    messages=[
+                        {"role": "system", "content": prompt.system},
+                        {"role": "user", "content": prompt.user},
+                    ],
+                    max_tokens=MAX_TOKENS,
+                    temperature=0,
                 )
         except groq.GroqError as e:
             raise _translate(groq, e) from None
@@ -168,28 +177,31 @@ class AnthropicProvider:
     name: str = "anthropic"
 
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        seconds = timeout if timeout is not None else self.timeout
+        clients: list[Any] = []
+        return call_with_deadline(
+            lambda: self._ask(prompt, seconds, clients), seconds, lambda: [c.close() for c in clients]
+        )
+
+    def _ask(self, prompt: Prompt, seconds: float, clients: list[Any]) -> str:
         import anthropic
 
-        seconds = timeout if timeout is not None else self.timeout
         client = anthropic.Anthropic(
             api_key=self.api_key,
             base_url=self.base_url or ANTHROPIC_BASE_URL,
             timeout=seconds,
             max_retries=0,
         )
+        clients.append(client)
         try:
-            # Leaving `with` closes the client, also when the deadline abandons the call.
             with client:
-                resp = call_with_deadline(
-                    lambda: client.messages.create(
-                        model=self.model,
-                        system=prompt.system,
-                        messages=[{"role": "user", "content": prompt.user}],
-                        # No temperature: SDK 2.x removed sampling parameters and API version
-                        # 2026-10-21 (its default) rejects them with 400, even temperature=0.
-                        max_tokens=MAX_TOKENS,
-                    ),
-                    seconds,
+                resp = client.messages.create(
+                    model=self.model,
+                    system=prompt.system,
+                    messages=[{"role": "user", "content": prompt.user}],
+                    # No temperature: SDK 2.x removed sampling parameters and API version
+                    # 2026-10-21 (its default) rejects them with 400, even temperature=0.
+                    max_tokens=MAX_TOKENS,
                 )
         except anthropic.AnthropicError as e:
             raise _translate(anthropic, e) from None

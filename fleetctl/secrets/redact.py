@@ -75,19 +75,24 @@ def _redact_value(m: re.Match[str]) -> str:
     return f"{m.group('key')}{m.group('sep')}{quote}{REDACTED}{quote}"
 
 
+def _spaced(text: str) -> str:
+    """`text` literally, with a possible line break between any two of its characters."""
+    return _BREAK.join(re.escape(ch) for ch in text)
+
+
 def _char(c: str) -> str:
     """Every spelling of one character: as is, %-encoded, JSON-escaped."""
     forms = [re.escape(c)]
-    forms.append("(?i:" + "".join(f"%{b:02x}" for b in c.encode("utf-8")) + ")")
+    forms.append("(?i:" + _BREAK.join(_spaced(f"%{b:02x}") for b in c.encode("utf-8")) + ")")
     if c == " ":
         forms.append(r"\+")
     escaped = json.dumps(c)[1:-1]
     if escaped != c:
-        forms.append(re.escape(escaped))
+        forms.append(_spaced(escaped))
     if c == "/":
-        forms.append(r"\\/")
+        forms.append(_spaced("\\/"))
     if ord(c) <= 0xFFFF:
-        forms.append(f"(?i:\\\\u{ord(c):04x})")
+        forms.append("(?i:" + _spaced(f"\\u{ord(c):04x}") + ")")
     return "(?:" + "|".join(forms) + ")"
 
 
@@ -113,7 +118,7 @@ def _forms(value: str) -> list[str]:
     raw = value.encode("utf-8")
     forms = [_BREAK.join(_char(c) for c in value)]
     forms += _b64_cores(raw)
-    forms.append(r"(?:[ :]|\r?\n)?".join(f"(?i:{b:02x})" for b in raw))
+    forms.append(r"(?:[ :]|\r?\n)?".join("(?i:" + _spaced(f"{b:02x}") + ")" for b in raw))
     return forms
 
 
