@@ -55,10 +55,12 @@ def llm() -> Iterator[FakeLLM]:
 
 
 def everything_written(state_dir: Path) -> dict[str, str]:
+    """Every file fleetctl wrote, except the config store's copies of the agent's own config
+    files: those are the agent's bytes, kept verbatim (0600) so a rollback restores them exactly."""
     return {
         str(p.relative_to(state_dir)): p.read_text(errors="replace")
         for p in state_dir.rglob("*")
-        if p.is_file() and not p.name.endswith(".lock")
+        if p.is_file() and not p.name.endswith(".lock") and "/files/" not in str(p.relative_to(state_dir))
     }
 
 
@@ -117,15 +119,23 @@ def test_another_agents_secret_leaves_and_stays_nowhere(
     # Modes: everything fleetctl keeps that can hold log text is private.
     state = wfleet.state_dir
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    # The one exception: the Prometheus textfile (names and numbers, no log text) stays 0644 for a
+    # node_exporter running as another user (`oversee --metrics-output` points it elsewhere).
     loose = [
         f"{p.relative_to(state)} {oct(stat.S_IMODE(p.stat().st_mode))}"
         for p in state.rglob("*")
-        if p.is_file() and stat.S_IMODE(p.stat().st_mode) & 0o077
+        if (p.is_file() and p.suffix != ".prom" and stat.S_IMODE(p.stat().st_mode) & 0o077)
+        or (p.is_dir() and p.name != "metrics" and stat.S_IMODE(p.stat().st_mode) & 0o077)
     ]
     assert loose == []
+    assert (
+        "[REDACTED]" not in outputs["metrics/fleetctl.prom"] and OTHER not in outputs["metrics/fleetctl.prom"]
+    )
 
 
-def test_a_drip_feeding_llm_cannot_hold_the_watchdog_past_its_budget(wfleet: WatchdogFleet, llm: FakeLLM) -> None:
+def test_a_drip_feeding_llm_cannot_hold_the_watchdog_past_its_budget(
+    wfleet: WatchdogFleet, llm: FakeLLM
+) -> None:
     wfleet.agent("slowllm", policy="no", delay=0.5)
     wfleet.install()
     wfleet.signal("slowllm", signal.SIGKILL)
@@ -144,4 +154,7 @@ def test_a_drip_feeding_llm_cannot_hold_the_watchdog_past_its_budget(wfleet: Wat
     ], rec["attempts"]
     assert rec["provider"] == "rules" and rec["action"] == "restart"
     # The budget, plus what a run does besides diagnosing (confirm, restart, verify, SDK imports).
-    assert DIAGNOSIS_BUDGET - 1 < rec["duration_s"] and took < DIAGNOSIS_BUDGET + 25, (took, rec["duration_s"])
+    assert DIAGNOSIS_BUDGET - 1 < rec["duration_s"] and took < DIAGNOSIS_BUDGET + 25, (
+        took,
+        rec["duration_s"],
+    )

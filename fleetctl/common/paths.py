@@ -124,4 +124,4 @@ def heartbeat_file(job: str) -> Path:
 
 
 def config_store_dir(agent: str) -> Path:
-    return state_dir() / "configs" / agent
+    return private_dir(state_dir() / "configs") / agent
