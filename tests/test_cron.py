@@ -78,7 +78,7 @@ def test_rendered_lines_name_everything_cron_does_not_give(
     lines = text.splitlines()
     assert lines[0] == cron.BEGIN.decode() and lines[-1] == cron.END.decode()
     wd, ov = lines[1], lines[2]
-    assert wd.startswith("2-59/15 * * * * /usr/bin/env XDG_RUNTIME_DIR=/run/user/4242 ")
+    assert wd.startswith("2-59/15 * * * * umask 077; /usr/bin/env XDG_RUNTIME_DIR=/run/user/4242 ")
     assert ov.startswith("*/5 * * * * ")
     assert f"{sys.executable} -m fleetctl watchdog --profiles {tmp_path}/profiles" in wd
     assert " -m fleetctl oversee " in ov

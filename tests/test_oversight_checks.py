@@ -448,7 +448,7 @@ def test_watchdog_actions_counted_tolerantly(tmp_path: Path) -> None:
 
 
 def test_metrics_from_rows_parse_as_prometheus_text(home: Path) -> None:
-    (paths.state_dir()).mkdir(parents=True)
+    (paths.state_dir()).mkdir(parents=True, exist_ok=True)
     (paths.state_dir() / "incidents.jsonl").write_text(json.dumps({"agent": "w", "action": "restart"}) + "\n")
     beat("watchdog", NOW - 60)
     samples = metricsfile.build(
