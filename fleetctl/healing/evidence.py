@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 LOG_LINES = 50
 EXCERPT_LINES = 20  # kept in the incident log: enough to see what happened, not a log archive
-DIAGNOSIS_BUDGET = 25.0  # seconds for the whole Groq -> Anthropic -> rules chain, per agent
+# Seconds for the whole Groq -> Anthropic -> rules chain, per agent: a hard bound whatever a
+# server does (each call runs under providers.call_with_deadline with the time left).
+DIAGNOSIS_BUDGET = 25.0
 DEFAULT_BAD_CONFIG = frozenset({78})  # EX_CONFIG, when the profile names no exit status
 
 
