@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM, Reply
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from fleetctl.common import paths
@@ -322,3 +322,67 @@ def test_the_diagnosis_chain_never_outlasts_its_budget(llm: FakeLLM) -> None:
     assert time.monotonic() - started < 3.8
     assert out.provider == "rules"
     assert [a.outcome for a in out.attempts][:1] == ["timeout"]
+
+
+# --- every output path, for generated secrets in every encoding ---------------------------------
+
+
+@pytest.fixture
+def one_agent(home: Path, tmp_path: Path) -> Fleet:
+    d = tmp_path / "fleet"
+    d.mkdir()
+    (d / "a.toml").write_text('command = ["/bin/true"]\nport = 48111\n')
+    return load_fleet(d)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(secret=secrets_st, encoding=st.sampled_from(sorted(ENCODINGS)))
+def test_every_output_path_scrubs_a_known_secret(one_agent: Fleet, secret: str, encoding: str) -> None:
+    """The prompt, the incident record and its bulletin line, a violation after the oversight
+    pass's last scrub (alert payload, bulletin, oversight.json, inbox), and a config diff."""
+    from fleetctl.alerts import webhook
+    from fleetctl.configs.diff import unified_diff
+    from fleetctl.healing.record import Recorder
+    from fleetctl.healing.respond import Result
+    from fleetctl.oversight import notify
+    from fleetctl.oversight.model import Violation
+    from fleetctl.oversight.run import OversightReport, _scrub
+
+    fs = known.FleetSecrets(env={}, values=(secret,))
+
+    def outputs_for(enc: str) -> dict[str, str]:
+        p = one_agent.profiles[0]
+        outputs: dict[str, str] = {}
+
+        inc = Incident(
+            agent="a", symptom=f"health check failed: {enc}", log_lines=(f"x {enc} y",), config_detail=enc
+        )
+        outputs["prompt"] = build_prompt(inc.redacted(fs.redactor)).user
+
+        recorder = Recorder("run1", fs)
+        diag = {"log_excerpt": [f"line {enc}"], "diagnosis": {"action": "escalate", "cause": f"saw {enc}"}}
+        rec = recorder.record(
+            p, Result("escalate", "held", f"held: {enc}"), diag, f"unit failed {enc}", 1e9, 1
+        )
+        outputs["incident"] = json.dumps(rec)
+        outputs["bulletin (watchdog)"] = Recorder.bulletin(rec)
+
+        report = OversightReport(agents=1)
+        v = Violation.of("user-check:leak", "a", f"exit 1: {enc}", f"run it by hand: check {enc}")
+        report.violations, report.new = [v], [v]
+        _scrub(report, fs.mask)
+        outputs["alert payload / inbox"] = json.dumps(webhook.payload(report.new[0].alert(1e9)))
+        outputs["bulletin (oversee)"] = notify.bulletin_line(report.new[0], 1e9)
+        outputs["oversight report"] = json.dumps(report.to_dict())
+
+        outputs["config diff"] = unified_diff(
+            {"c.json": b'{"k": "old"}\n'}, {"c.json": f'{{"k": "{enc}"}}\n'.encode()}, mask=fs.mask
+        )
+        return outputs
+
+    # A generated "secret" that fleetctl's own text happens to contain (a timestamp's "000000")
+    # proves nothing either way.
+    assume(not any(leaked(secret, t) for t in outputs_for("zz").values()))
+    outputs = outputs_for(ENCODINGS[encoding](secret))
+    for where, text in outputs.items():
+        assert not leaked(secret, text), (where, encoding, text)
