@@ -20,7 +20,7 @@ from fleetctl.fleet.ports import Holder
 from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
 from fleetctl.healing.state import AgentState
-from fleetctl.secrets.known import FleetSecrets
+from fleetctl.secrets.known import FleetSecrets, agent_secret_files
 from fleetctl.systemd.manager import SystemdManager
 
 STALE_TERM_WAIT = 3.0  # seconds a stale copy gets to exit on SIGTERM before SIGKILL
@@ -106,7 +106,7 @@ def restore_config(ctx: Ctx, reason: str) -> Verified:
 
 
 def credential_files(p: Profile) -> list[Path]:
-    return [paths.expand(f) for f in filter(None, (p.secrets_file, *p.alternate_secrets_files))]
+    return agent_secret_files(p)
 
 
 def active_credentials(p: Profile, st: AgentState) -> int:
