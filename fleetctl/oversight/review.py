@@ -2,7 +2,8 @@
 
 Off unless fleet.toml sets `[oversight] review_checklist = "~/path/checklist.md"`. The chain
 is the watchdog's: Groq, then Anthropic (`diagnosis.providers.providers_from_env`, keys from
-the alert secrets), with the log redacted first (`diagnosis.redact`) and the answer parsed
+`fleetctl.secrets.known`), with the log redacted first with every secret of the fleet (the
+coordinator relays other agents' text) and the answer parsed
 strictly: exactly `{"followed": true|false, "reason": "<= 200 chars"}`, nothing else. A model
 that errors or answers anything else is skipped; if none answers, the review is an error and
 the last verdict stays. The verdict only ever raises a `checklist` violation: nothing the
