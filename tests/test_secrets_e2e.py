@@ -108,8 +108,8 @@ def test_another_agents_secret_leaves_and_stays_nowhere(
         **{f"alert {i}": text for i, text in enumerate(received)},
         **everything_written(wfleet.state_dir),
     }
-    if inbox.exists():
-        outputs["coordinator inbox"] = inbox.read_text()
+    outputs["coordinator inbox"] = inbox.read_text()
+    assert "user-check:leaky" in outputs["coordinator inbox"]
     for name in ("incidents.jsonl", "bulletin.md", "alerts.json", "oversight.json"):
         assert name in outputs, sorted(outputs)
     for where, text in outputs.items():
