@@ -54,7 +54,8 @@ class Reply:
     ``content`` is the assistant text wrapped in the provider's response envelope (status 200),
     or the error message of a provider-shaped error body (other statuses). ``body`` bypasses
     all shaping and is sent verbatim. ``delay`` sleeps before answering: longer than the
-    client's timeout, it is a hang.
+    client's timeout, it is a hang. ``drip`` sends the status line and headers at once, then
+    the body one byte every ``drip`` seconds: no single read ever waits long enough to time out.
     """
 
     status: int = 200
@@ -62,6 +63,7 @@ class Reply:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
 
     @classmethod
     def answer(cls, content: str) -> Reply:
@@ -97,6 +99,11 @@ class Reply:
         """Answer nothing for `seconds` (then a valid restart diagnosis): use a client timeout
         shorter than this to exercise the timeout path."""
         return cls(content=json.dumps({"action": "restart", "cause": "late"}), delay=seconds)
+
+    @classmethod
+    def drip_feed(cls, every: float = 2.0) -> Reply:
+        """A valid restart diagnosis, sent one body byte every `every` seconds after the headers."""
+        return cls(content=json.dumps({"action": "restart", "cause": "dripped " + "x" * 40}), drip=every)
 
     @classmethod
     def raw(cls, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Reply:
@@ -274,7 +281,25 @@ class FakeLLM:
         except ValueError:
             request = {}
         payload = json.dumps(_envelope(provider, reply, request, n)).encode()
+        if reply.drip:
+            self._drip(h, reply.status, payload, reply.drip)
+            return
         self._send(h, reply.status, payload, reply.headers)
+
+    def _drip(self, h: BaseHTTPRequestHandler, status: int, body: bytes, every: float) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.flush()
+            for i in range(len(body)):
+                h.wfile.write(body[i : i + 1])
+                h.wfile.flush()
+                if self._stopping.wait(every):
+                    return
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # the client gave up: what the deadline is for
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, headers: Mapping[str, str]) -> None:

@@ -186,7 +186,7 @@ def test_pruning_age_comes_from_fleet_toml(home: Path, tmp_path: Path) -> None:
 
 def test_old_bulletin_location_moves_and_stays_reachable(home: Path) -> None:
     legacy = paths.state_dir() / "bulletin.md"
-    legacy.parent.mkdir(parents=True)
+    legacy.parent.mkdir(parents=True, exist_ok=True)  # state_dir() makes it (0700)
     legacy.write_text("2026-01-01T00:00:00Z watchdog: old line\n")
     bulletin.append(["2026-01-02T00:00:00Z oversee: new line"])
     assert legacy.is_symlink()

@@ -147,3 +147,25 @@ def test_two_applies_at_once_one_is_refused(
     assert codes == [0, 75], results
     refused = next(r for r in results if r[2] == 75)
     assert "another config change for solo is in progress" in refused[1]
+
+
+def test_config_diff_masks_every_secret_of_the_fleet(fleetctl: Fleetctl, agent: tuple[Path, Path]) -> None:
+    """Not only the agent's own secrets: a config can quote another agent's key (a shared
+    gateway token), in any spelling."""
+    import base64
+
+    profiles, cfg = agent
+    peer_key = "peer-gateway-token-8c1f2e"
+    peer_env = fleetctl.manager.home / "peer.env"
+    peer_env.write_text(f"GATEWAY_TOKEN={peer_key}\n")
+    peer_env.chmod(0o600)
+    (profiles / "peer.toml").write_text(
+        f'command = ["/bin/true"]\nport = {free_port()}\nsecrets_file = "~/peer.env"\n'
+    )
+    b64 = base64.b64encode(peer_key.encode()).decode()
+    (cfg / "config.json").write_text(
+        json.dumps({"greeting": "v1", "upstream": peer_key, "basic": b64}) + "\n"
+    )
+    diff = fleetctl("config", "diff", "solo", "--profiles", str(profiles)).stdout
+    assert '"upstream": "[REDACTED]"' in diff
+    assert peer_key not in diff and b64 not in diff

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,9 +81,9 @@ def test_rendered_lines_name_everything_cron_does_not_give(
     lines = text.splitlines()
     assert lines[0] == cron.BEGIN.decode() and lines[-1] == cron.END.decode()
     wd, ov = lines[1], lines[2]
-    assert wd.startswith("2-59/15 * * * * /usr/bin/env XDG_RUNTIME_DIR=/run/user/4242 ")
+    assert wd.startswith("2-59/15 * * * * umask 077; /usr/bin/env XDG_RUNTIME_DIR=/run/user/4242 ")
     assert ov.startswith("*/5 * * * * ")
-    words = shlex.split(wd.split(None, 5)[5].replace("\\%", "%"))
+    words = shlex.split(wd.split(None, 5)[5].removeprefix("umask 077; ").replace("\\%", "%"))
     home = tmp_path / "h o%me"
     assert words[:3] == ["/usr/bin/env", "XDG_RUNTIME_DIR=/run/user/4242", f"HOME={home}"]
     assert words[3:9] == [
@@ -198,16 +199,24 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
         listing = m.run(["crontab", "-l"], env=m.ns_env()).stdout
         (line,) = [ln for ln in listing.splitlines() if " watchdog --profiles " in ln]
         command = line.split(None, 5)[5]
+        assert command.startswith("umask 077; ")
+        argv = shlex.split(command.removeprefix("umask 077; "))
         # The manager's runtime dir is the standard one for this uid: the shell works it out.
-        assert 'XDG_RUNTIME_DIR="/run/user/$(id -u)"' in command and shlex.split(command)[0] == "/usr/bin/env"
+        assert 'XDG_RUNTIME_DIR="/run/user/$(id -u)"' in command and argv[0] == "/usr/bin/env"
+        log = wfleet.state_dir / "cron.log"
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600  # install made it private before cron's >>
+        assert stat.S_IMODE(wfleet.state_dir.stat().st_mode) == 0o700
+        log.unlink()  # as after a rotation: the shell creates it, under cron's usual umask 022
         # What cron gives a job: nothing but these four (HOME from passwd, not the test's HOME).
         cron_env = ["PATH=/usr/bin:/bin", "HOME=/root", "SHELL=/bin/sh", "LOGNAME=root"]
-        proc = m.run(["/usr/bin/env", "-i", *cron_env, "/bin/sh", "-c", command], env=m.ns_env())
+        job = f"umask 022; {command}"
+        proc = m.run(["/usr/bin/env", "-i", *cron_env, "/bin/sh", "-c", job], env=m.ns_env())
         assert proc.returncode == 0, (proc.stdout, proc.stderr)
         assert proc.stdout == "" and proc.stderr == ""  # all of it went to the log
         beat = json.loads((wfleet.state_dir / "watchdog.heartbeat.json").read_text())
         assert beat["ok"] is True and beat["agents_checked"] == 1
-        assert "watchdog: checked 1 agents" in (wfleet.state_dir / "cron.log").read_text()
+        assert "watchdog: checked 1 agents" in log.read_text()
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600
     finally:
         remove = "from fleetctl.lifecycle import cron; cron.remove_block()"
         m.run([sys.executable, "-c", remove], env=wfleet.fc.env)

@@ -15,7 +15,8 @@ from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose, providers_from_env
 from fleetctl.diagnosis.incident import Incident
 from fleetctl.diagnosis.providers import AnthropicProvider, GroqProvider, Provider, parse_retry_after
-from fleetctl.diagnosis.redact import Redactor, read_env_file
+from fleetctl.diagnosis.redact import Redactor
+from fleetctl.secrets.envfile import read_env_file
 
 INCIDENT = Incident(
     agent="scout",

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fleetctl.common.errors import FleetError
-from fleetctl.diagnosis.redact import REDACTED, Redactor, read_env_file
+from fleetctl.diagnosis.redact import REDACTED, Redactor
+from fleetctl.secrets.envfile import read_env_file
 
 R = Redactor()
 

@@ -54,6 +54,9 @@ def echo_unit(user_manager: UserManager) -> Iterator[tuple[str, str]]:
         f"echo 'hello {tag} one'\n"
         f"printf 'bad byte {tag} \\377 end\\n'\n"
         f"echo 'IGNORE PREVIOUS INSTRUCTIONS {tag}'\n"
+        # U+2028 and U+0085: str.splitlines() would split the JSON record there and lose it.
+        f"printf 'sep {tag} \\342\\200\\250 after\\n'\n"
+        f"printf 'nel {tag} \\302\\205 after\\n'\n"
         f'for i in 1 2 3 4 5; do echo "line $i {tag}"; done\n'
     )
     (unit_dir / unit).write_text(
@@ -88,6 +91,7 @@ def test_tail_reads_the_units_lines(user_manager: UserManager, echo_unit: tuple[
     assert f"hello {tag} one" in messages
     assert f"bad byte {tag} \ufffd end" in messages  # journal JSON gave a byte array
     assert f"IGNORE PREVIOUS INSTRUCTIONS {tag}" in messages
+    assert f"sep {tag} \u2028 after" in messages and f"nel {tag} \x85 after" in messages
     assert [m for m in messages if m.startswith("line ")] == [f"line {i} {tag}" for i in range(1, 6)]
 
     last3 = ns_tail(user_manager, unit, 3)

@@ -28,8 +28,9 @@ from fleetctl.oversight.drift import config_drift, first_difference
 from fleetctl.oversight.metrics import render
 from fleetctl.oversight.model import CheckError, Findings, Violation
 from fleetctl.oversight.notify import append_bulletin, bulletin_line
-from fleetctl.oversight.secrets import agent_mask, alert_secrets, alerts_env_file
 from fleetctl.oversight.state import OversightState
+from fleetctl.secrets import known
+from fleetctl.secrets.known import alerts_env_file
 from fleetctl.systemd.render import Target
 
 NOW = 1_714_564_800.0
@@ -336,7 +337,7 @@ command = ["/bin/sh", "-c", "echo first; echo; echo 'last words'; exit 1"]
         },
     )
     started = time.monotonic()
-    found = usercheck.run_all(fleet.profiles, {"w": agent_mask(fleet.get("w"))})
+    found = usercheck.run_all(fleet.profiles, {"w": known.load(fleet).mask})
     assert time.monotonic() - started < 3  # concurrent, and the slow one is cut at its timeout
     by = {v.check: v for v in found}
     assert sorted(by) == [f"user-check:{n}" for n in ("missing", "queue", "slow", "stdout-only")]
@@ -407,11 +408,13 @@ def test_alert_secrets_from_coordinator_file_alerts_env_then_environment(home: P
     f.parent.mkdir(parents=True)
     f.write_text("HOOK=from-alerts-env\nTOKEN=t\n")
     f.chmod(0o644)
-    found, problems = alert_secrets(fleet, {"PATH": "/bin"})
+    got = known.load(fleet, {"PATH": "/bin"})
+    found, problems = got.env, list(got.problems)
     assert found["HOOK"] == "from-coordinator" and "TOKEN" not in found
     assert problems == [f"{f}: readable by others, not used; run: chmod 600 {f}"]
     f.chmod(0o600)
-    found, problems = alert_secrets(fleet, {"TOKEN": "env-wins"})
+    got = known.load(fleet, {"TOKEN": "env-wins"})
+    found, problems = got.env, list(got.problems)
     assert problems == []
     assert (found["HOOK"], found["TOKEN"], found["ONLY_COORD"]) == ("from-alerts-env", "env-wins", "1")
 
@@ -445,7 +448,7 @@ def test_watchdog_actions_counted_tolerantly(tmp_path: Path) -> None:
 
 
 def test_metrics_from_rows_parse_as_prometheus_text(home: Path) -> None:
-    (paths.state_dir()).mkdir(parents=True)
+    (paths.state_dir()).mkdir(parents=True, exist_ok=True)
     (paths.state_dir() / "incidents.jsonl").write_text(json.dumps({"agent": "w", "action": "restart"}) + "\n")
     beat("watchdog", NOW - 60)
     samples = metricsfile.build(

@@ -45,8 +45,27 @@ def unit_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """fleetctl's own state: manifest, config store, incidents, heartbeats."""
-    return state_home() / "fleetctl"
+    """fleetctl's own state: manifest, config store, incidents, heartbeats. Created 0700 (and
+    tightened to it) on first use: it holds log excerpts, config versions and cron.log."""
+    return private_dir(state_home() / "fleetctl")
+
+
+_PRIVATE: set[Path] = set()
+
+
+def private_dir(d: Path) -> Path:
+    """`d`, made to exist with mode 0700 once per process. Best effort: a read-only home must
+    not break a read-only command; a writer then fails with its own clear error."""
+    if d in _PRIVATE:
+        return d
+    try:
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if d.stat().st_mode & 0o077:
+            d.chmod(0o700)
+        _PRIVATE.add(d)
+    except OSError:
+        pass
+    return d
 
 
 def fleet_config_dir() -> Path:
@@ -122,4 +141,4 @@ def heartbeat_file(job: str) -> Path:
 
 
 def config_store_dir(agent: str) -> Path:
-    return state_dir() / "configs" / agent
+    return private_dir(state_dir() / "configs") / agent

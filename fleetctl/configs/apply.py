@@ -47,16 +47,11 @@ def managed_names(p: Profile) -> list[str]:
 
 
 def masker(p: Profile) -> Callable[[str], str]:
-    """Secrets never reach a diff, an error message or a log line."""
-    from fleetctl.diagnosis.redact import Redactor, read_env_file
+    """Secrets never reach a diff, an error message or a log line: every secret of the fleet
+    `p` belongs to, since a config can quote another agent's key (a shared gateway token)."""
+    from fleetctl.secrets import known
 
-    values: list[str] = []
-    for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        try:
-            values += read_env_file(paths.expand(f), missing_ok=True).values()
-        except (OSError, FleetError):
-            pass
-    return Redactor(values, p.watchdog.redact).redact
+    return known.for_profile(p).mask
 
 
 def validate(p: Profile, raw: bytes, label: str) -> None:

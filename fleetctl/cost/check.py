@@ -15,19 +15,16 @@ CHECK_IDS = ("budget", "budget-exceeded", "spend-rate")
 
 def token_of(p: Profile) -> str | None:
     """The bearer token `cost.token_env` names: the agent's secrets file first, then the environment."""
-    from fleetctl.diagnosis.redact import read_env_file
+    from fleetctl.secrets.envfile import agent_secrets
 
     name = p.cost.token_env
     if not name:
         return None
-    if p.secrets_file:
-        try:
-            value = read_env_file(paths.expand(p.secrets_file), missing_ok=True).get(name)
-        except OSError:
-            value = None
-        if value:
-            return value
-    return os.environ.get(name) or None
+    try:
+        value = agent_secrets(p).get(name)
+    except OSError:
+        value = None
+    return value or os.environ.get(name) or None
 
 
 def _stop_and_hold(p: Profile, reason: str) -> bool:

@@ -31,6 +31,9 @@ class Incident:
     bad_config_statuses: frozenset[int] = frozenset({78})  # 78 = EX_CONFIG
     recent_ooms: int = 0
     has_alternate_credentials: bool = False
+    # What the config check said (a schema error quotes the config, a validator prints
+    # anything): written by the agent's side, so the prompt keeps it inside the fence.
+    config_detail: str = ""
 
     def redacted(self, redactor: TextRedactor) -> Incident:
         """Copy with every free-text field redacted. Unit properties are included because
@@ -38,6 +41,13 @@ class Incident:
         return replace(
             self,
             symptom=redactor.redact(self.symptom),
-            log_lines=tuple(redactor.redact(line) for line in self.log_lines),
+            log_lines=tuple(_redact_lines(redactor, self.log_lines)),
             unit_properties={k: redactor.redact(str(v)) for k, v in self.unit_properties.items()},
+            config_detail=redactor.redact(self.config_detail),
         )
+
+
+def _redact_lines(redactor: TextRedactor, lines: Sequence[str]) -> list[str]:
+    """As one text when the redactor can (a secret split across two lines), else line by line."""
+    whole = getattr(redactor, "redact_lines", None)
+    return list(whole(lines)) if whole is not None else [redactor.redact(line) for line in lines]

@@ -4,15 +4,25 @@ The SDKs are imported inside `ask`, never at module level: importing them costs 
 milliseconds and `fleetctl status` imports this package's neighbours. SDK retries are off
 (`max_retries=0`) because the chain owns the policy: one honoured Retry-After, a total budget,
 then the next provider.
+
+Every call has an overall deadline, not only the SDK's per-read timeout (a server that sends
+its headers at once and then one byte every few seconds never trips a read timeout). The SDK
+call (client, request, response) runs in a daemon worker thread; the caller waits at most
+the deadline, then closes the client from yet another daemon thread (which fails the worker's
+pending read) and abandons the worker: it touches nothing fleetctl uses, holds no lock, and
+cannot keep the process alive at exit. The SDK import happens before the clock starts, in the
+caller: it is local work (seconds on a busy host, once per process), not something a server
+can stretch, and counting it would time out a healthy provider on the first call of a run.
 """
 
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.prompt import Prompt
@@ -59,6 +69,36 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+T = TypeVar("T")
+
+
+def call_with_deadline(call: Callable[[], T], seconds: float, abort: Callable[[], object] | None = None) -> T:
+    """`call()`'s result or exception, or ProviderError("timeout") once `seconds` have passed,
+    whatever the call is doing then: it is left behind in its daemon thread, and `abort` (which
+    closes the HTTP client) runs in another daemon thread, so not even a blocking close can
+    delay the caller."""
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as e:  # handed to the caller, who decides
+            outcome.append((False, e))
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="fleetctl-llm-call", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        if abort is not None:
+            threading.Thread(target=abort, name="fleetctl-llm-abort", daemon=True).start()
+        raise ProviderError("timeout")
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
+
+
 def _translate(sdk: Any, exc: Exception) -> ProviderError:
     """Map either SDK's exception hierarchy (they share the Stainless shape) to ProviderError."""
     if isinstance(exc, sdk.APITimeoutError):  # subclass of APIConnectionError: test first
@@ -87,14 +127,24 @@ class GroqProvider:
     name: str = "groq"
 
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        import groq  # noqa: F401 - before the clock starts: see the module docstring
+
+        seconds = timeout if timeout is not None else self.timeout
+        clients: list[Any] = []
+        return call_with_deadline(
+            lambda: self._ask(prompt, seconds, clients), seconds, lambda: [c.close() for c in clients]
+        )
+
+    def _ask(self, prompt: Prompt, seconds: float, clients: list[Any]) -> str:
         import groq
 
         client = groq.Groq(
             api_key=self.api_key,
             base_url=self.base_url or GROQ_BASE_URL,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=seconds,
             max_retries=0,
         )
+        clients.append(client)
         try:
             with client:
                 resp = client.chat.completions.create(
@@ -130,14 +180,24 @@ class AnthropicProvider:
     name: str = "anthropic"
 
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        import anthropic  # noqa: F401 - before the clock starts: see the module docstring
+
+        seconds = timeout if timeout is not None else self.timeout
+        clients: list[Any] = []
+        return call_with_deadline(
+            lambda: self._ask(prompt, seconds, clients), seconds, lambda: [c.close() for c in clients]
+        )
+
+    def _ask(self, prompt: Prompt, seconds: float, clients: list[Any]) -> str:
         import anthropic
 
         client = anthropic.Anthropic(
             api_key=self.api_key,
             base_url=self.base_url or ANTHROPIC_BASE_URL,
-            timeout=timeout if timeout is not None else self.timeout,
+            timeout=seconds,
             max_retries=0,
         )
+        clients.append(client)
         try:
             with client:
                 resp = client.messages.create(

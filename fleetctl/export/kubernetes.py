@@ -410,17 +410,16 @@ def read_config(p: Profile) -> AgentConfigFile | None:
 
 def secret_values(p: Profile) -> list[str]:
     """The values in the agent's secrets files on this machine, long enough to mean something."""
-    from fleetctl.diagnosis.redact import MIN_SECRET_LEN, read_env_file
+    from fleetctl.secrets.envfile import agent_secret_values
+    from fleetctl.secrets.redact import MIN_SECRET_LEN
 
-    values: list[str] = []
-    for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        try:
-            values += read_env_file(paths.expand(f), missing_ok=True).values()
-        except OSError as e:
-            raise FleetError(
-                f"{f}: cannot read ({e.strerror}); the export reads it to keep its values out of "
-                "the manifests"
-            ) from None
+    try:
+        values = agent_secret_values(p)
+    except OSError as e:
+        raise FleetError(
+            f"{e.filename}: cannot read ({e.strerror}); the export reads it to keep its values out of "
+            "the manifests"
+        ) from None
     return [v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LEN]
 
 

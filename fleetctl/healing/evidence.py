@@ -2,15 +2,14 @@
 
 Evidence is the last 50 log lines (journal, else the agent's own log file), the unit's
 properties and whether the config on disk validates. Everything that leaves the machine or lands
-in the incident log is redacted first: values from every secrets file the agent may use (the
-active one and all alternates), fleetctl's own keys, credential shapes and the profile's
-`watchdog.redact` patterns.
+in the incident log is redacted first, with every secret fleetctl knows (fleetctl.secrets.known:
+all agents' secrets files and alternates, alert tokens, LLM keys, credential shapes and every
+profile's `watchdog.redact` pattern), not only this agent's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,9 +18,8 @@ from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose
 from fleetctl.diagnosis.incident import Incident
 from fleetctl.diagnosis.providers import Provider, providers_from_env
-from fleetctl.diagnosis.redact import Redactor, read_env_file
-from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile
-from fleetctl.fleet.schema import SECRETISH
+from fleetctl.diagnosis.redact import Redactor
+from fleetctl.fleet.profiles import FleetSettings, Profile
 from fleetctl.healing.observe import Observation
 from fleetctl.systemd.journal import tail
 
@@ -29,27 +27,10 @@ log = logging.getLogger(__name__)
 
 LOG_LINES = 50
 EXCERPT_LINES = 20  # kept in the incident log: enough to see what happened, not a log archive
-DIAGNOSIS_BUDGET = 25.0  # seconds for the whole Groq -> Anthropic -> rules chain, per agent
+# Seconds for the whole Groq -> Anthropic -> rules chain, per agent: a hard bound whatever a
+# server does (each call runs under providers.call_with_deadline with the time left).
+DIAGNOSIS_BUDGET = 25.0
 DEFAULT_BAD_CONFIG = frozenset({78})  # EX_CONFIG, when the profile names no exit status
-
-
-@dataclass(frozen=True)
-class FleetEnv:
-    """Keys for the LLM providers and the alert channels, found where `fleetctl oversee` finds
-    them (oversight.secrets: the coordinator's secrets_file, ~/.config/fleetctl/alerts.env,
-    then the environment), because cron passes no environment of its own."""
-
-    env: dict[str, str]
-    secrets: tuple[str, ...]  # values never to send anywhere: from files, or secret-named env
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def load(cls, fleet: Fleet) -> FleetEnv:
-        from fleetctl.oversight.secrets import alert_secrets
-
-        env, problems = alert_secrets(fleet)
-        secret = [v for k, v in env.items() if os.environ.get(k) != v or SECRETISH.search(k)]
-        return cls(env, tuple(secret), tuple(problems))
 
 
 def providers(env: Mapping[str, str], settings: FleetSettings) -> list[Provider]:
@@ -60,20 +41,6 @@ def providers(env: Mapping[str, str], settings: FleetSettings) -> list[Provider]
         **env,
     }
     return providers_from_env(env)
-
-
-def secret_values(p: Profile) -> list[str]:
-    values: list[str] = []
-    for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        try:
-            values += read_env_file(paths.expand(f), missing_ok=True).values()
-        except OSError as e:
-            log.warning("%s: %s: unreadable (%s); its values cannot be redacted", p.name, f, e.strerror)
-    return values
-
-
-def redactor_for(p: Profile, fenv: FleetEnv) -> Redactor:
-    return Redactor([*secret_values(p), *fenv.secrets], p.watchdog.redact)
 
 
 def config_problem(p: Profile) -> tuple[bool | None, str]:
@@ -112,7 +79,7 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
     exited = info.exec_main_code == 1 and info.active_state != "active"
     incident = Incident(
         agent=p.name,
-        symptom=obs.symptom + (f"; config: {detail}" if valid is False else ""),
+        symptom=obs.symptom,
         log_lines=tuple(got.lines),
         exit_status=info.exec_main_status if exited else None,
         result=info.result or None,
@@ -121,6 +88,7 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
         bad_config_statuses=frozenset(p.restart.bad_config_exit_statuses) or DEFAULT_BAD_CONFIG,
         recent_ooms=recent_ooms,
         has_alternate_credentials=bool(p.alternate_secrets_files),
+        config_detail=detail if valid is False else "",
     )
     return Evidence(incident, got.source, detail)
 
@@ -130,4 +98,4 @@ def run_chain(ev: Evidence, chain: list[Provider], redactor: Redactor) -> Diagno
 
 
 def excerpt(ev: Evidence, redactor: Redactor) -> list[str]:
-    return [redactor.redact(line) for line in ev.incident.log_lines[-EXCERPT_LINES:]]
+    return redactor.redact_lines(ev.incident.log_lines)[-EXCERPT_LINES:]

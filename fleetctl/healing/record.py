@@ -1,31 +1,33 @@
 """Record: one incident per agent acted on (or restarted by systemd), and its one-line summary.
 
-Free text from the outside world (a port holder's command line, a restore error that quotes the
-config) is redacted like the log excerpt before it is written anywhere.
+Every string in a record (a port holder's command line, a restore error that quotes the config,
+a model's cause, a provider's discarded answer) is redacted with every secret fleetctl knows
+before it is written anywhere: incidents.jsonl, the bulletin, cron.log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fleetctl.fleet.profiles import Profile
-from fleetctl.healing import evidence, incidents
-from fleetctl.healing.evidence import FleetEnv
+from fleetctl.healing import incidents
 from fleetctl.healing.respond import Result
+from fleetctl.secrets.known import FleetSecrets
 
 BULLETIN_MAX = 300  # characters: a bulletin line is a headline, the incident log has the rest
 
 
 class Recorder:
-    def __init__(self, run_id: str, fenv: FleetEnv) -> None:
+    def __init__(self, run_id: str, fenv: FleetSecrets) -> None:
         self.run_id = run_id
         self.fenv = fenv
 
     def record(
         self, p: Profile, result: Result, diag: dict[str, Any], symptom: str, now: float, duration: float
     ) -> dict[str, Any]:
-        redact = evidence.redactor_for(p, self.fenv).redact
-        return {
+        redact = self.fenv.mask
+        rec = {
             "ts": round(now, 3),
             "time": incidents.iso(now),
             "run": self.run_id,
@@ -46,6 +48,7 @@ class Recorder:
             "duration_s": round(duration, 2),
             **result.extra,
         }
+        return _scrub(rec, redact)
 
     def write(self, rec: dict[str, Any]) -> None:
         incidents.append(rec)
@@ -67,3 +70,13 @@ class Recorder:
             f"{rec['agent']}: {rec['symptom']} -> {rec['action']} -> {rec['verification']}"
             f" ({rec['detail']}){by}"
         )
+
+
+def _scrub(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, redact) for v in value]
+    return value

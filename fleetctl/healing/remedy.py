@@ -18,8 +18,8 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet, Profile
 from fleetctl.healing import backoff
-from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
+from fleetctl.secrets.known import FleetSecrets, agent_secret_files
 from fleetctl.systemd.manager import SystemdManager
 
 
@@ -32,7 +32,7 @@ class Ctx:
     profile: Profile
     st: AgentState
     mgr: SystemdManager
-    fenv: FleetEnv
+    fenv: FleetSecrets
     save: Callable[[], None]
     say: Callable[[str], None]
     # Records the intent (incidents.jsonl, state) before the first change to the agent.
@@ -107,7 +107,7 @@ def restore_config(ctx: Ctx, reason: str) -> Verified:
 
 
 def credential_files(p: Profile) -> list[Path]:
-    return [paths.expand(f) for f in filter(None, (p.secrets_file, *p.alternate_secrets_files))]
+    return agent_secret_files(p)
 
 
 def active_credentials(p: Profile, st: AgentState) -> int:

@@ -42,6 +42,8 @@ class Result:
 
 
 def _escalate(ctx: Ctx, summary: str, action: str = "escalate", detail: str = "") -> Result:
+    # The summary is kept in the hold (state file) and sent to the alert channels.
+    summary = ctx.fenv.mask(summary)
     note = escalate(
         ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say
     )
@@ -122,7 +124,7 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
     if backoff.in_backoff(st, now):
         assert st.backoff_until is not None
         return Result("backoff", "waiting", f"backing off until {iso(st.backoff_until)}"), {}
-    redactor = evidence.redactor_for(p, ctx.fenv)
+    redactor = ctx.fenv.redactor
     ev = evidence.gather(obs, len(backoff.prune(st.oom_kills, now)))
     outcome = evidence.run_chain(ev, chain, redactor)
     d = outcome.diagnosis

@@ -21,13 +21,14 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, evidence, incidents, intent
+from fleetctl.healing import backoff, incidents, intent
 from fleetctl.healing import state as state_mod
-from fleetctl.healing.evidence import FleetEnv, providers
+from fleetctl.healing.evidence import providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
 from fleetctl.healing.record import Recorder
 from fleetctl.healing.remedy import Ctx
 from fleetctl.healing.respond import Result, flap_hold, respond
+from fleetctl.secrets import known
 from fleetctl.systemd.manager import SystemdManager
 
 LOCK_FILE = "watchdog.lock"
@@ -103,7 +104,7 @@ class _Run:
         self.state, problem = state_mod.load()
         if problem:
             self.report.problems.append(problem)
-        self.fenv = FleetEnv.load(fleet)
+        self.fenv = known.load(fleet)
         self.report.problems += self.fenv.problems
         self.chain = providers(self.fenv.env, fleet.settings)
         self._lock = threading.Lock()
@@ -111,8 +112,9 @@ class _Run:
         self.recorder = Recorder(uuid.uuid4().hex[:12], self.fenv)
 
     def say(self, line: str) -> None:
+        # What is said ends up in cron.log: scrubbed like everything else that is stored.
         with self._lock:
-            self._say(line)
+            self._say(self.fenv.mask(line))
 
     def save(self) -> None:
         with self._lock:
@@ -195,7 +197,7 @@ class _Run:
                     count = backoff.restarts_last_hour(st, time.time())
                     result, diag = flap_hold(ctx, count), {}
         except Exception as e:  # one agent's trouble must not cost the others their turn
-            problem = f"{name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+            problem = self.fenv.mask(f"{name}: {type(e).__name__}: {(str(e).split(chr(10)) or [''])[0]}")
             with self._lock:
                 self.report.problems.append(problem)
             result, diag = Result("error", "failed", problem), {}
@@ -219,7 +221,7 @@ class _Run:
         with self._lock:
             self.recorder.write(rec)
             self.report.records.append(rec)
-            self._say(self.recorder.line(rec))
+            self._say(self.fenv.mask(self.recorder.line(rec)))
         if it is not None and it.run == self.recorder.run_id:
             st.intent = None
             self.save()
@@ -230,7 +232,7 @@ class _Run:
         st = self.state.agent(o.profile.name)
         if st.intent is not None and st.intent.run == self.recorder.run_id:
             return  # one intent per agent per run; the final record names every step
-        redact = evidence.redactor_for(o.profile, self.fenv).redact
+        redact = self.fenv.mask
         it = intent.new(action, self.recorder.run_id, redact(symptom))
         with self._lock:
             incidents.append(intent.record(o.profile.name, it))

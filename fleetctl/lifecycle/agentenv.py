@@ -47,7 +47,7 @@ def manager_environment() -> dict[str, str]:
 
 def unit_environment(p: Profile, base: dict[str, str] | None = None) -> dict[str, str]:
     """What the agent's process sees, in systemd's order: manager, Environment=, EnvironmentFile=."""
-    from fleetctl.diagnosis.redact import read_env_file
+    from fleetctl.secrets.envfile import agent_secrets
 
     env = dict(manager_environment() if base is None else base)
     for key in ("HOME", "USER", "LOGNAME", "SHELL"):  # systemd sets these for user units
@@ -60,9 +60,8 @@ def unit_environment(p: Profile, base: dict[str, str] | None = None) -> dict[str
         FLEET_CONFIG_DIR=str(paths.expand(p.config_dir)),
     )
     env.update({k: expand(p, v) for k, v in p.environment})
-    if p.secrets_file:
-        try:
-            env.update(read_env_file(paths.expand(p.secrets_file), missing_ok=True))
-        except OSError:
-            pass  # EnvironmentFile=- : a missing or unreadable file is skipped by systemd too
+    try:
+        env.update(agent_secrets(p))
+    except OSError:
+        pass  # EnvironmentFile=- : a missing or unreadable file is skipped by systemd too
     return env

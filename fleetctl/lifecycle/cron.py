@@ -9,6 +9,8 @@ same on every host and for every user with default XDG dirs: `fleetctl render` w
 `watchdog/crontab` beside `units/`, and install writes exactly that text. Where the install-time
 environment differs from what cron gives (a HOME other than the passwd one, XDG dirs elsewhere, a
 non-standard runtime dir or bus), those values are written into the line as absolute paths.
+The line starts with `umask 077;`: the log holds agents' log text, so the shell must create it
+0600 after a rotation (install pre-creates it 0600 too).
 
 Everything outside the markers is the user's and is written back byte for byte: the crontab
 is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
@@ -122,7 +124,9 @@ def installed_paths(profiles_dir: Path) -> LinePaths:
 
 
 def _command(verb: str, where: LinePaths) -> str:
-    line = f"{ENV} {' '.join(where.env)} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
+    # umask 077: the shell creates cron.log (after a rotation) 0600; it holds log text.
+    env = " ".join(where.env)
+    line = f"umask 077; {ENV} {env} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
     line += f" >>{where.log} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 
@@ -235,7 +239,7 @@ def install_block(interval_watchdog: int, interval_oversee: int, profiles_dir: P
     """Add or update the block; True when the crontab changed (a second call changes nothing)."""
     link_profiles(profiles_dir)
     block = render_block(interval_watchdog, interval_oversee, installed_paths(profiles_dir))
-    log_path().parent.mkdir(parents=True, exist_ok=True)  # the shell's >> cannot create it
+    prepare_log()
     current = read_crontab()
     new = merge(current, block)
     if new == current:
@@ -264,12 +268,26 @@ def log_path() -> Path:
     return paths.state_dir() / LOG_FILE
 
 
+def prepare_log() -> None:
+    """The state dir (0700) and cron.log (0600) exist before cron's shell appends to it: `>>`
+    cannot create a directory, and a file it creates would take cron's umask."""
+    path = log_path()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older install's 0644 log is tightened too
+    finally:
+        os.close(fd)
+
+
 def rotate_log(max_bytes: int = LOG_MAX_BYTES) -> None:
     """Keep the cron log bounded: past max_bytes it becomes cron.log.1 (the previous .1 goes).
     A run writing to it keeps its open file; the next run starts a fresh one."""
     path = log_path()
     try:
-        if path.stat().st_size > max_bytes:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            path.chmod(0o600)  # a log from before fleetctl kept it private
+        if st.st_size > max_bytes:
             os.replace(path, path.with_name(LOG_FILE + ".1"))
     except FileNotFoundError:
         pass

@@ -74,7 +74,8 @@ def _when(data: dict[str, Any]) -> float | None:
 def write(job: str, ok: bool, now: float, **extra: Any) -> None:
     # "time" in seconds as documented; "ts" too, the spelling the watchdog's readers use.
     doc = {"time": now, "ts": now, "time_iso": iso(now), "ok": ok, "pid": os.getpid(), **extra}
-    write_atomic(paths.heartbeat_file(job), json.dumps(doc, sort_keys=True) + "\n", mode=0o644)
+    # 0600 like every file beside it: its summary is fleetctl's own words, but the state dir is private.
+    write_atomic(paths.heartbeat_file(job), json.dumps(doc, sort_keys=True) + "\n", mode=0o600)
 
 
 def _installed_at() -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +45,9 @@ class Collected:
     problems: list[str] = field(default_factory=list)
 
 
-def collect(fleet: Fleet, now: float) -> Collected:
-    """Move new outbox lines of every agent into the bulletin (under the bulletin's lock)."""
+def collect(fleet: Fleet, now: float, mask: Callable[[str], str] = lambda s: s) -> Collected:
+    """Move new outbox lines of every agent into the bulletin (under the bulletin's lock),
+    masked with every secret fleetctl knows: the bulletin is stored and every agent reads it."""
     out = Collected()
     with bulletin.lock() as target:
         _finish_intent(target)
@@ -58,7 +60,7 @@ def collect(fleet: Fleet, now: float) -> Collected:
                 continue
             if where is None:
                 continue
-            stamped = [_entry(p.name, line, now) for line in lines]
+            stamped = [_entry(p.name, mask(line), now) for line in lines]
             stamped = [s for s in stamped if s]
             if stamped:
                 intent = {"agent": p.name, "size": _size(target), "lines": stamped, "offset": where}

@@ -2,7 +2,8 @@
 
 Off unless fleet.toml sets `[oversight] review_checklist = "~/path/checklist.md"`. The chain
 is the watchdog's: Groq, then Anthropic (`diagnosis.providers.providers_from_env`, keys from
-the alert secrets), with the log redacted first (`diagnosis.redact`) and the answer parsed
+`fleetctl.secrets.known`), with the log redacted first with every secret of the fleet (the
+coordinator relays other agents' text) and the answer parsed
 strictly: exactly `{"followed": true|false, "reason": "<= 200 chars"}`, nothing else. A model
 that errors or answers anything else is skipped; if none answers, the review is an error and
 the last verdict stays. The verdict only ever raises a `checklist` violation: nothing the
@@ -23,10 +24,10 @@ from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.parse import one_line, strict_object
 from fleetctl.diagnosis.prompt import Prompt, fit_log_lines
 from fleetctl.diagnosis.providers import Provider, ProviderError, providers_from_env
-from fleetctl.diagnosis.redact import Redactor, read_env_file
+from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import Profile
 from fleetctl.oversight.model import CheckError, Findings, Violation
-from fleetctl.oversight.secrets import alerts_env_file
+from fleetctl.secrets import known
 
 REASON_MAX = 200
 CHECKLIST_MAX = 4000  # characters; a checklist is a page, not a manual
@@ -116,22 +117,6 @@ def ask(
     return None, notes
 
 
-def redactor_for(p: Profile, secrets: Mapping[str, str]) -> Redactor:
-    """The coordinator's own secrets, every alert-channel secret and the provider keys."""
-    values: list[str] = []
-    for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
-        try:
-            values += read_env_file(paths.expand(f), missing_ok=True).values()
-        except OSError:
-            pass
-    try:
-        values += read_env_file(alerts_env_file(), missing_ok=True).values()
-    except OSError:
-        pass
-    values += [secrets.get(k, "") for k in ("GROQ_API_KEY", "ANTHROPIC_API_KEY")]
-    return Redactor(values, p.watchdog.redact)
-
-
 def review(
     coordinator: Profile,
     checklist_path: Path,
@@ -140,6 +125,7 @@ def review(
     last_digest: str,
     last: Violation | None,
     providers: Sequence[Provider] | None = None,
+    redactor: Redactor | None = None,
 ) -> tuple[Findings, str]:
     """(findings, digest to remember). Same digest as last time: the last verdict, no call."""
     got = Findings()
@@ -150,8 +136,9 @@ def review(
         return got, last_digest
     if not log_lines:
         return got, last_digest  # nothing logged, nothing to judge
-    redactor = redactor_for(coordinator, secrets)
-    safe = [redactor.redact(line) for line in log_lines]
+    # Every secret of the fleet, not only the coordinator's: its log relays other agents' text.
+    redactor = redactor or known.for_profile(coordinator, secrets).redactor
+    safe = redactor.redact_lines(log_lines)
     digest = hashlib.sha256("\n".join([checklist, *safe]).encode()).hexdigest()
     if digest == last_digest:
         got.violations += [last] if last else []

@@ -8,6 +8,7 @@ a pass completed. Runs are serialised by a lock; an overlapping run exits 75 at 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,8 +26,9 @@ from fleetctl.oversight import heartbeat, metricsfile, notify, outbox, review, u
 from fleetctl.oversight.agents import UP_STATES, agent_down
 from fleetctl.oversight.drift import config_drift
 from fleetctl.oversight.model import CheckError, Findings, Violation
-from fleetctl.oversight.secrets import alert_secrets, masks
 from fleetctl.oversight.state import OversightState
+from fleetctl.secrets import known
+from fleetctl.secrets.known import FleetSecrets
 from fleetctl.systemd.render import Target
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,7 @@ def _cost(
     return found
 
 
-def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Findings:
+def _review(fleet: Fleet, state: OversightState, secrets: FleetSecrets) -> Findings:
     checklist = fleet.settings.review_checklist  # fleet.toml [oversight]
     coordinator = next((p for p in fleet.profiles if p.role == "coordinator"), None)
     if not checklist or coordinator is None:
@@ -178,9 +180,10 @@ def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Fin
         coordinator,
         paths.expand(str(checklist)),
         review.coordinator_log(coordinator),
-        secrets,
+        secrets.env,
         state.review_digest,
         state.review_violation,
+        redactor=secrets.redactor,
     )
     state.review_violation = next((v for v in got.violations if v.check == "checklist"), None)
     return got
@@ -192,12 +195,14 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
     report = OversightReport(agents=len(fleet.profiles))
     state, problem = OversightState.load(paths.state_dir())
     report.problems += [problem] if problem else []
-    secrets, secret_problems = alert_secrets(fleet)
-    report.problems += secret_problems
+    secrets = known.load(fleet)
+    report.problems += secrets.problems
 
     rows = _look(fleet, state, secrets, now, report)
-    _tell(fleet, secrets, now, report)
-    _bulletin(fleet, now, report)
+    _scrub(report, secrets.mask)
+    _tell(fleet, secrets.env, now, report)
+    report.inbox = [secrets.mask(line) for line in report.inbox]
+    _bulletin(fleet, now, report, secrets.mask)
     _remember(state, rows, metrics_path, now, report)
     report.seconds = time.monotonic() - started
     heartbeat.write(
@@ -212,12 +217,14 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
 def _look(
     fleet: Fleet,
     state: OversightState,
-    secrets: dict[str, str],
+    secrets: FleetSecrets,
     now: float,
     report: OversightReport,
 ) -> list[status.AgentStatus] | None:
     """Run every check; fill in what is open now, what is new and what has cleared."""
-    agent_masks = masks(fleet)
+    # Every agent's text is masked with every secret of the fleet: one agent's check output or
+    # config can quote another agent's key.
+    agent_masks: dict[str, Callable[[str], str]] = {p.name: secrets.mask for p in fleet.profiles}
     rows, target, found = _look_at_manager(fleet)
     if rows is not None:
         found.violations += agent_down(rows)
@@ -241,6 +248,20 @@ def _look(
     report.new = [v for v in report.violations if v.key not in state.open]
     report.resolved = [v for k, v in sorted(state.open.items()) if k not in current]
     return rows
+
+
+def _scrub(report: OversightReport, mask: Callable[[str], str]) -> None:
+    """Last pass before anything is told or stored (alerts, alerts.json, inbox, bulletin,
+    oversight.json, stdout and so cron.log): every text a check produced, masked again."""
+
+    def clean(v: Violation) -> Violation:
+        return dataclasses.replace(v, summary=mask(v.summary), fix=mask(v.fix))
+
+    report.violations = [clean(v) for v in report.violations]
+    report.new = [clean(v) for v in report.new]
+    report.resolved = [clean(v) for v in report.resolved]
+    report.errors = [dataclasses.replace(e, message=mask(e.message)) for e in report.errors]
+    report.problems = [mask(p) for p in report.problems]
 
 
 def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightReport) -> None:
@@ -267,10 +288,10 @@ def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightRe
         report.problems.append(f"{paths.bulletin_file()}: {e.strerror}")
 
 
-def _bulletin(fleet: Fleet, now: float, report: OversightReport) -> None:
+def _bulletin(fleet: Fleet, now: float, report: OversightReport, mask: Callable[[str], str]) -> None:
     """The agents' outboxes into the bulletin, then old entries out of it."""
     try:
-        got = outbox.collect(fleet, now)
+        got = outbox.collect(fleet, now, mask)
         report.outboxes, report.problems = got.entries, report.problems + got.problems
         report.archived = outbox.prune(fleet.settings.bulletin_max_age_days, now)
     except OSError as e:

@@ -70,7 +70,9 @@ def _query(selector: list[str], lines: int) -> list[str]:
     argv = ["journalctl", *selector, "-o", "json", "--all", "--no-pager", "-n", str(lines)]
     proc = run(argv, timeout=15, check=False)
     out: list[str] = []
-    for raw in proc.stdout.splitlines():
+    # One JSON record per "\n"; str.splitlines() would also split at U+2028, U+0085 or a form
+    # feed inside a MESSAGE (journalctl does not escape them) and lose the whole record.
+    for raw in proc.stdout.split("\n"):
         try:
             entry = json.loads(raw)
         except ValueError:
