@@ -69,7 +69,7 @@ def _fleet(fleetctl: Fleetctl, tmp_path: Path) -> tuple[Path, dict[str, Path], d
             f'command = ["{{python}}", "{AGENT}", "{{port}}"]\nport = {port if i == 0 else free_port()}\n'
             f'secrets_file = "{secrets[agent]}"\n'
             '[config]\nfile = "config.json"\n'
-            f'[environment]\nFLEET_PROBE_READ = "{reads}"\nFLEET_PROBE_WRITE = "{writes}"\n'
+            f'[environment]\nPROBE_READ = "{reads}"\nPROBE_WRITE = "{writes}"\n'
         )
     deny["bulletin (write)"] = board
     return profiles, deny, allow, port

@@ -118,7 +118,7 @@ def _tidy_end(v: str) -> str:
 def _paths(fragment: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     component = (
         st.lists(fragment, min_size=1, max_size=4)
-        .map(lambda f: "".join(f).replace("/", "_").replace("$", "S"))
+        .map(lambda f: "".join(f).replace("/", "_").replace("$", "S").replace(":", "_"))
         .map(lambda c: c if c.strip(".") else "dot" + c)
     )
     return st.tuples(st.sampled_from(["/", "~/"]), st.lists(component, min_size=1, max_size=3)).map(

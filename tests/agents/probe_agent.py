@@ -1,7 +1,7 @@
 """An agent for the isolation test: serves /health, and /probe, which tries to read, list and
 write the paths named in its environment and answers what happened to each (as JSON).
 
-FLEET_PROBE_READ / FLEET_PROBE_WRITE: paths separated by ':'. Run by the unit as the agent,
+PROBE_READ / PROBE_WRITE: paths separated by ':'. Run by the unit as the agent,
 so what it can do is what any agent could do.
 """
 
@@ -36,12 +36,12 @@ def _append(path: str) -> None:
 
 
 def probe() -> dict[str, object]:
-    reads = [p for p in os.environ.get("FLEET_PROBE_READ", "").split(":") if p]
-    writes = [p for p in os.environ.get("FLEET_PROBE_WRITE", "").split(":") if p]
+    reads = [p for p in os.environ.get("PROBE_READ", "").split(":") if p]
+    writes = [p for p in os.environ.get("PROBE_WRITE", "").split(":") if p]
     return {
         "read": {p: _try(lambda p=p: _read(p)) for p in reads},
         "write": {p: _try(lambda p=p: _append(p)) for p in writes},
-        "env": sorted(k for k in os.environ if k.startswith("PROBE_")),
+        "env": sorted(k for k in os.environ if k.startswith("PROBE_TOKEN_")),
     }
 
 
