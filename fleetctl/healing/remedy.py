@@ -182,12 +182,3 @@ def kill_stale(pid: int) -> None:
     deadline = time.monotonic() + STALE_TERM_WAIT
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-
-
-def stop(ctx: Ctx) -> str:
-    try:
-        ctx.mgr.stop([ctx.unit])
-    except FleetError as e:
-        return f"stop failed: {_first_line(e)}"
-    _rebase(ctx)
-    return "unit stopped"

@@ -42,17 +42,16 @@ class Result:
 
 def _escalate(ctx: Ctx, summary: str, action: str = "escalate", detail: str = "") -> Result:
     note = escalate(
-        ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say
+        ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say, ctx.mgr
     )
     return Result(action, "held", f"{detail}; {summary}; {note}" if detail else f"{summary}; {note}", True)
 
 
 def flap_hold(ctx: Ctx, count: int) -> Result:
     limit = ctx.profile.restart.max_restarts_per_hour
-    stopped = remedy.stop(ctx)
-    return _escalate(
-        ctx, f"flapping: {count} restarts in the last hour (limit {limit}); {stopped}", action="flap_hold"
-    )
+    # escalate() masks and stops the unit: stopping it first would leave a moment in which a
+    # dependency's restart could start it again.
+    return _escalate(ctx, f"flapping: {count} restarts in the last hour (limit {limit})", action="flap_hold")
 
 
 def _finish(ctx: Ctx, action: str, v: Verified, reason: str) -> Result:

@@ -21,7 +21,9 @@ from fleetctl.common.atomic import remove, write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet, Profile, load_fleet
 from fleetctl.lifecycle import hostcheck, manifest
+from fleetctl.lifecycle.control import clear_start_limit
 from fleetctl.lifecycle.readiness import NAMESPACE_EXIT, wait_all_healthy
+from fleetctl.systemd import mask
 from fleetctl.systemd.manager import SystemdManager, enable_linger, linger_enabled
 from fleetctl.systemd.render import Target, render_unit
 
@@ -139,18 +141,28 @@ def install(
             say(f"warning: no profile for {', '.join(plan.orphans)}; `fleetctl install --prune` removes them")
         if changed or (prune and plan.orphans):
             mgr.reload()
-        units = [paths.unit_name(p.name) for p in fleet.profiles]
-        mgr.enable(units)
+        # A unit the watchdog holds is masked: systemd refuses to enable or start it, and
+        # install must not undo a hold. It is left alone, and said so.
+        held = {p.name for p in fleet.profiles if mask.is_masked(paths.unit_name(p.name))}
+        for name in sorted(held):
+            say(f"{name}: held by the watchdog; not started (fix the cause, then `fleetctl ack {name}`)")
+        startable = Fleet(
+            fleet.directory, tuple(p for p in fleet.profiles if p.name not in held), fleet.settings
+        )
+        units = [paths.unit_name(p.name) for p in startable.profiles]
+        if units:
+            mgr.enable(units)
         _save_manifest(fleet, plan, prune)
         _schedule(fleet, say)
         for line in plan.lines(prune):
             say(line)
+        clear_start_limit(mgr, mgr.units(units), say)
         if plan.update:
-            mgr.restart([paths.unit_name(a) for a in plan.update])
+            mgr.restart([paths.unit_name(a) for a in plan.update if a not in held])
         # Starting an already-active unit is a no-op for systemd: nothing unchanged restarts.
         mgr.start(units)
         if wait:
-            fallback = _wait_healthy(mgr, fleet, plan, say)
+            fallback = _wait_healthy(mgr, startable, plan, say)
             if fallback:
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
         _record_configs(fleet, healthy=wait)
@@ -299,6 +311,9 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
     m = manifest.load()
     with SystemdManager() as mgr:
         if units:
+            for u in units:
+                if mask.unmask(None, u):  # the watchdog's hold goes with the unit
+                    say(f"unmasked {u} (it was held by the watchdog)")
             _remove_units(mgr, units, say)
             mgr.reload()
             for u in units:
