@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle.readiness import health_url
 from fleetctl.systemd.manager import SystemdManager
@@ -32,6 +33,21 @@ class AgentStatus:
     result: str
     exec_main_status: int
     active_enter_timestamp: int
+    # Held by the watchdog after an escalation: the unit is masked until `fleetctl ack`.
+    held: bool = False
+    held_since: float | None = None
+    held_reason: str = ""
+
+
+def _holds() -> dict[str, tuple[float, str]]:
+    """agent -> (since, reason) from the watchdog's state; empty when it cannot be read."""
+    from fleetctl.healing import state
+
+    try:
+        st = state.parse(state.state_path().read_text(), str(state.state_path()))
+    except (OSError, FleetError):
+        return {}
+    return {name: (a.held.since, a.held.reason) for name, a in st.agents.items() if a.held}
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
@@ -45,6 +61,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     ]
     health = probe_many(targets) if targets else {}
     now_us = time.time() * 1e6
+    holds = _holds()
     rows = []
     for p in fleet.profiles:
         u = units[paths.unit_name(p.name)]
@@ -74,6 +91,9 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 result=u.result,
                 exec_main_status=u.exec_main_status,
                 active_enter_timestamp=u.active_enter_timestamp,
+                held=u.load_state == "masked" or p.name in holds,
+                held_since=holds[p.name][0] if p.name in holds else None,
+                held_reason=holds[p.name][1] if p.name in holds else "",
             )
         )
     return rows
@@ -112,7 +132,7 @@ def table(rows: list[AgentStatus]) -> list[str]:
         (
             r.agent,
             r.unit,
-            f"{r.active_state}/{r.sub_state}",
+            f"{r.active_state}/{r.sub_state}" + (" HELD" if r.held else ""),
             str(r.main_pid or "-"),
             str(r.port),
             f"{r.health} {r.health_detail}".strip(),
@@ -123,6 +143,18 @@ def table(rows: list[AgentStatus]) -> list[str]:
         for r in rows
     ]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=False)]
-    return [
+    out = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (header, *body)
     ]
+    for r in rows:
+        if r.held:
+            since = f" since {_iso(r.held_since)}" if r.held_since else ""
+            why = f": {r.held_reason}" if r.held_reason else ""
+            out.append(
+                f"{r.agent}: HELD by the watchdog{since}{why}; fix the cause, then `fleetctl ack {r.agent}`"
+            )
+    return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
