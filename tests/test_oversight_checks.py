@@ -165,8 +165,19 @@ def test_staleness_fresh_old_missing_and_failed(home: Path, tmp_path: Path) -> N
     assert staleness(fleet, NOW)["watchdog"]["last_run"] == NOW - 600
     beat("watchdog", NOW - 3600, ts=NOW - 30)
     assert staleness(fleet, NOW)["watchdog"]["last_run"] == NOW - 30
-    beat("watchdog", NOW - 30, ok=False, held=["coder"])
-    assert staleness(fleet, NOW)["watchdog"]["reason"] == "last run 30s ago FAILED: held: coder"
+    # A run that held an agent ran fine: "an agent needs a human" is not "the watchdog is not
+    # running" (the escalation paged already). The heartbeat the watchdog really writes:
+    from fleetctl.healing.run import RunReport
+
+    held = RunReport(time=NOW - 30, held=["coder"])
+    assert not held.ok  # `fleetctl watchdog` still exits 2 for cron's mail
+    paths.heartbeat_file("watchdog").write_text(json.dumps(held.heartbeat()))
+    assert staleness(fleet, NOW)["watchdog"]["reason"] == "last run 30s ago"
+    assert heartbeat.watchdog_violations(fleet, NOW) == []
+    broken = RunReport(time=NOW - 30, held=["coder"], problems=["state file unreadable"])
+    paths.heartbeat_file("watchdog").write_text(json.dumps(broken.heartbeat()))
+    [v] = heartbeat.watchdog_violations(fleet, NOW)
+    assert "FAILED: state file unreadable" in v.summary
 
     paths.heartbeat_file("watchdog").write_text("{not json")
     st = staleness(fleet, NOW)["watchdog"]

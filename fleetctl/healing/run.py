@@ -57,10 +57,15 @@ class RunReport:
         return not (bad or self.held or self.problems)
 
     def heartbeat(self) -> dict[str, Any]:
+        # "ok" is about the run itself (it looked at every agent and could act): an agent held
+        # for a human is the agent's trouble, paged once at escalation, not a sign that the
+        # watchdog is not running. oversee's watchdog-stale reads only "ok" and the time.
         return {
             "time": incidents.iso(self.time),
             "ts": self.time,
-            "ok": self.ok,
+            "ok": not self.problems,
+            "needs_human": not self.ok,
+            **({"error": "; ".join(self.problems)[:300]} if self.problems else {}),
             "agents_checked": self.agents_checked,
             "actions": self.actions,
             "duration_s": round(self.duration, 2),
