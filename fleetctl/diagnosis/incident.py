@@ -31,6 +31,9 @@ class Incident:
     bad_config_statuses: frozenset[int] = frozenset({78})  # 78 = EX_CONFIG
     recent_ooms: int = 0
     has_alternate_credentials: bool = False
+    # What changed since the agent was last healthy ("config (config.json)", "unit file",
+    # "secrets file"): a failure that begins after a change is most likely caused by it.
+    changed_since_healthy: Sequence[str] = ()
 
     def redacted(self, redactor: TextRedactor) -> Incident:
         """Copy with every free-text field redacted. Unit properties are included because

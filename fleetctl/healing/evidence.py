@@ -96,7 +96,7 @@ class Evidence:
     config_detail: str
 
 
-def gather(obs: Observation, recent_ooms: int) -> Evidence:
+def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) -> Evidence:
     p, info = obs.profile, obs.info
     got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
     valid, detail = config_problem(p)
@@ -121,6 +121,7 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
         bad_config_statuses=frozenset(p.restart.bad_config_exit_statuses) or DEFAULT_BAD_CONFIG,
         recent_ooms=recent_ooms,
         has_alternate_credentials=bool(p.alternate_secrets_files),
+        changed_since_healthy=changed,
     )
     return Evidence(incident, got.source, detail)
 

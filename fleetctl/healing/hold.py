@@ -61,8 +61,11 @@ def _clear(
     agent_state.consecutive = 0
     agent_state.backoff_until = None
     agent_state.last_action = "ack"
-    state_mod.save(st)
     now = time.time()
+    # ack's own start is not a restart to count (healing.restarts): the next look starts here.
+    agent_state.invocation_id = None
+    agent_state.last_look = now
+    state_mod.save(st)
     incidents.append(
         {
             "ts": round(now, 3),

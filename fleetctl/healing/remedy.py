@@ -18,7 +18,7 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.ports import Holder
 from fleetctl.fleet.profiles import Fleet, Profile
-from fleetctl.healing import backoff
+from fleetctl.healing import backoff, restarts
 from fleetctl.healing.evidence import FleetEnv
 from fleetctl.healing.state import AgentState
 from fleetctl.systemd.manager import SystemdManager
@@ -55,8 +55,9 @@ def _first_line(e: Exception) -> str:
 
 
 def _rebase(ctx: Ctx) -> None:
-    # Our own restart may flush or bump NRestarts; none of that is systemd restarting on its own.
-    ctx.st.n_restarts = ctx.mgr.units([ctx.unit])[ctx.unit].n_restarts
+    # Our own restart may flush or bump NRestarts and makes a new invocation; none of that is
+    # systemd restarting on its own.
+    restarts.rebase(ctx.st, ctx.mgr.units([ctx.unit])[ctx.unit], time.time())
 
 
 def _count_restart(ctx: Ctx) -> None:

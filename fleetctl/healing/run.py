@@ -21,7 +21,7 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, incidents
+from fleetctl.healing import backoff, changes, incidents, restarts
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import FleetEnv, providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
@@ -53,7 +53,11 @@ class RunReport:
     @property
     def ok(self) -> bool:
         """Nothing needs a human: no agent held, every fix verified (or waiting), no errors."""
-        bad = [r for r in self.records if r["verification"] not in ("healthy", "waiting")]
+        bad = [
+            r
+            for r in self.records
+            if r["action"] != "none" and r["verification"] not in ("healthy", "waiting")
+        ]
         return not (bad or self.held or self.problems)
 
     def heartbeat(self) -> dict[str, Any]:
@@ -80,6 +84,16 @@ class RunReport:
             "incidents": self.records,
             "problems": self.problems,
         }
+
+
+def _installed_at() -> float | None:
+    """When the fleet was last installed (the manifest's mtime); None if unknown."""
+    from fleetctl.lifecycle import manifest
+
+    try:
+        return manifest.manifest_path().stat().st_mtime
+    except OSError:
+        return None
 
 
 def lock_path() -> Path:
@@ -147,6 +161,7 @@ class _Run:
     def _triage(self, seen: dict[str, Observation]) -> tuple[dict[str, Observation], dict[str, Observation]]:
         """Bookkeeping for every agent; returns (suspected failures, flapping agents)."""
         now = time.time()
+        installed_at = _installed_at()
         suspects: dict[str, Observation] = {}
         flapping: dict[str, Observation] = {}
         for name, o in seen.items():
@@ -155,7 +170,19 @@ class _Run:
                 continue
             self.report.agents_checked += 1
             st = self.state.agent(name)
-            by_systemd = backoff.observe_n_restarts(st, o.info.n_restarts, now)
+            by_systemd = restarts.observe(st, o.info, o.info.name, now, installed_at)
+            if by_systemd.count:
+                # Every restart systemd did is an incident and counts toward the flap limit,
+                # whatever the watchdog does about the agent now (also when it is held).
+                limit = o.profile.restart.max_restarts_per_hour
+                detail = (
+                    f"{o.status} now; {backoff.restarts_last_hour(st, now)} restart(s) in the last hour "
+                    f"count toward the flap limit ({limit})"
+                )
+                result = Result("none", "n/a", detail, extra={"restarts": by_systemd.count})
+                self._record(o, result, {}, f"restarted by systemd: {by_systemd.describe()}", now)
+            if o.status == "healthy":
+                changes.note_healthy(st, o.profile, o.info.active_enter_timestamp / 1e6)
             if st.held:
                 self.say(
                     f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
@@ -170,9 +197,6 @@ class _Run:
                 continue
             if o.status == "healthy":
                 backoff.note_healthy(st, o.uptime, now)
-                if by_systemd:
-                    symptom = f"restarted by systemd {by_systemd} time(s) since the last run"
-                    self._record(o, Result("none", "healthy", "healthy now; no action"), {}, symptom, now)
         return suspects, flapping
 
     def _handle(self, o: Observation, failing: bool) -> None:
