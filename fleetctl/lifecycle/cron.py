@@ -31,6 +31,10 @@ END = b"# END fleetctl"
 LOG_FILE = "cron.log"
 LOG_MAX_BYTES = 1024 * 1024
 WATCHDOG_OFFSET = 2  # minutes past the oversight pass, so the two do not start together
+# When no minute keeps them apart (an interval of 1 minute, or minute sets that always meet),
+# the oversight line waits this long first: the watchdog has looked and acted by then.
+OVERSEE_DELAY_SECONDS = 30
+SLEEP = "/bin/sleep"
 ENV = "/usr/bin/env"
 
 
@@ -50,6 +54,27 @@ def schedule(minutes: int, offset: int = 0) -> str:
         f"interval_minutes = {minutes} cannot be written as a cron schedule: use fewer than 60, "
         "or whole hours that divide a day (60, 120, 180, 240, 360, 480, 720, 1440)"
     )
+
+
+def minutes_of_day(minutes: int, offset: int = 0) -> set[int]:
+    """The minutes of the day (0..1439) at which `schedule(minutes, offset)` fires."""
+    schedule(minutes, offset)  # the same validation
+    if minutes < 60:
+        return {h * 60 + m for h in range(24) for m in range(offset % minutes, 60, minutes)}
+    if minutes == 24 * 60:
+        return {offset % 60}
+    return {h * 60 + offset % 60 for h in range(0, 24, minutes // 60)}
+
+
+def offsets(interval_watchdog: int, interval_oversee: int) -> tuple[int, int]:
+    """(the watchdog's minute offset, seconds the oversight line waits) so that the two jobs
+    never start in the same minute, or, when no minute offset can do that, 30 s apart."""
+    oversee = minutes_of_day(interval_oversee)
+    span = interval_watchdog if interval_watchdog < 60 else 60
+    for off in dict.fromkeys([WATCHDOG_OFFSET % span, *range(1, span)]):
+        if not minutes_of_day(interval_watchdog, off) & oversee:
+            return off, 0
+    return WATCHDOG_OFFSET, OVERSEE_DELAY_SECONDS
 
 
 def _line_env() -> list[str]:
@@ -87,10 +112,12 @@ def _command(verb: str, profiles_dir: Path) -> str:
 
 
 def render_block(interval_watchdog: int, interval_oversee: int, profiles_dir: Path) -> bytes:
+    offset, delay = offsets(interval_watchdog, interval_oversee)
+    wait = f"{SLEEP} {delay} && " if delay else ""
     lines = [
         BEGIN.decode(),
-        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', profiles_dir)}",
-        f"{schedule(interval_oversee)} {_command('oversee', profiles_dir)}",
+        f"{schedule(interval_watchdog, offset)} {_command('watchdog', profiles_dir)}",
+        f"{schedule(interval_oversee)} {wait}{_command('oversee', profiles_dir)}",
         END.decode(),
     ]
     return ("\n".join(lines) + "\n").encode()
