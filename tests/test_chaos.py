@@ -25,6 +25,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_chaos_with_real_cron(wfleet: WatchdogFleet) -> None:
             for round_ in range(2):
                 since = time.time()
                 inject(wfleet, round_)
-                wait_for(lambda: all_healed(wfleet, since), 200, f"round {round_ + 1} healed")
+                wait_for(partial(all_healed, wfleet, since), 200, f"round {round_ + 1} healed")
                 # A person restarts a worker: its Wants= must not start the held coordinator.
                 wfleet.fc("restart", "killed", "--profiles", str(wfleet.dir))
                 held = wfleet.unit("coordinator")

@@ -19,7 +19,7 @@ from fleetctl.lifecycle.readiness import health_url
 from fleetctl.probes.health import HealthResult, probe_many
 from fleetctl.systemd.manager import SystemdManager, UnitInfo
 
-Status = Literal["healthy", "starting", "restarting", "stopped", "not-installed", "failing"]
+Status = Literal["healthy", "starting", "restarting", "stopped", "held", "not-installed", "failing"]
 
 CONFIRM_ROUNDS = 2  # looks after the first one: three in all
 CONFIRM_INTERVAL = 1.0  # seconds between looks
@@ -48,6 +48,8 @@ def _exit_text(info: UnitInfo) -> str:
 
 
 def classify(p: Profile, info: UnitInfo, health: HealthResult | None, now: float) -> tuple[Status, str]:
+    if info.load_state == "masked":
+        return "held", "masked: held by the watchdog until `fleetctl ack`"
     if info.load_state != "loaded":
         return "not-installed", f"unit {info.load_state}"
     if info.sub_state == "auto-restart":

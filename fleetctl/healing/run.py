@@ -183,6 +183,11 @@ class _Run:
                 self._record(o, result, {}, f"restarted by systemd: {by_systemd.describe()}", now)
             if o.status == "healthy":
                 changes.note_healthy(st, o.profile, o.info.active_enter_timestamp / 1e6)
+            if o.status == "held" and not st.held:
+                self.say(
+                    f"{name}: masked, but not held in the watchdog's state; `fleetctl ack {name}` unmasks it"
+                )
+                continue
             if st.held:
                 self.say(
                     f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
