@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Profile
 from fleetctl.healing.state import AgentState
 
@@ -70,3 +71,15 @@ def changed(st: AgentState, p: Profile) -> list[str]:
 def describe(kinds: list[str], p: Profile) -> str:
     names = {CONFIG: f"config ({p.config.file})", UNIT: "unit file", SECRETS: "secrets file"}
     return ", ".join(names[k] for k in kinds)
+
+
+def has_last_known_good(p: Profile) -> bool:
+    """Is there a last-known-good config to go back to? (Restoring nothing fixes nothing.)"""
+    if not p.config.file:
+        return False
+    from fleetctl.configs.apply import store_for
+
+    try:
+        return store_for(p).last_known_good() is not None
+    except (FleetError, OSError):
+        return False

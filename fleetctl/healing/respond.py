@@ -151,15 +151,20 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
         return _port(ctx, holder), record
     reason = f"{obs.symptom}: {d.cause}"
     rule_ids = {d.rule_id, outcome.rules.rule_id if outcome.rules else None}
-    if changes.CONFIG in kinds and d.action is not Action.RESTORE_CONFIG and _startup_or_auth(obs, d.action):
+    if d.action is Action.ESCALATE and "port-in-use" in rule_ids:
+        return _restart(ctx, f"{reason} (the port is free again)"), record
+    if (
+        changes.CONFIG in kinds
+        and d.action is not Action.RESTORE_CONFIG
+        and _startup_or_auth(obs, d.action)
+        and changes.has_last_known_good(p)
+    ):
         # The config changed since the agent was last healthy and now it cannot start (or its
         # key is refused): the change is the likeliest cause, and last-known-good undoes it.
         # Tried before escalating or switching credentials; escalates if it does not verify.
         why = f"{d.cause}; the config changed since the agent was last healthy"
         v = remedy.restore_config(ctx, f"watchdog: {why}"[:200])
         return _finish(ctx, "restore_config", v, f"{reason} (after a config change)"), record
-    if d.action is Action.ESCALATE and "port-in-use" in rule_ids:
-        return _restart(ctx, f"{reason} (the port is free again)"), record
     if d.action is Action.RESTART:
         return _restart(ctx, reason, hung=_hung(obs)), record
     if d.action is Action.RESTORE_CONFIG:

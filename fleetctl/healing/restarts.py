@@ -90,7 +90,10 @@ def observe(
         since = st.last_look if st.last_look is not None else now
     sources = ["NRestarts"] if counter else []
     stamps = [now] * counter
-    logged = journal_restarts(unit, since) if journal and since < now else None
+    # The journal is asked only when systemd's counters say something happened: a steady
+    # agent costs no subprocess.
+    moved = first or counter or info.invocation_id != st.invocation_id
+    logged = journal_restarts(unit, since) if journal and moved and since < now else None
     if logged and len(logged) >= counter:
         stamps, sources = logged, ["journal"]
     new_invocation = (
