@@ -33,8 +33,10 @@ def clear_start_limit(mgr: SystemdManager, infos: dict[str, UnitInfo], say: Say)
     for unit, info in infos.items():
         if info.active_state == "failed":
             mgr.reset_failed(unit)
-            why = "its start limit" if info.result == "start-limit-hit" else f"result {info.result}"
-            say(f"{unit}: was failed ({why}); reset its failed state before starting")
+            say(
+                f"{unit}: was failed (result {info.result}); reset its failed state and start limit "
+                "before starting"
+            )
 
 
 def last_lines(p: Profile, n: int = LOG_LINES) -> list[str]:

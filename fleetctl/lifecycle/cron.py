@@ -7,6 +7,10 @@ install-time environment (a test manager or a non-standard runtime dir then work
 variables go through `/usr/bin/env` rather than shell syntax so a crontab `SHELL=` of any kind
 still runs the line.
 
+The two jobs never start together (`offsets`): the watchdog runs at a minute offset chosen so
+its minutes never meet the oversight pass's; where no minute can (both every minute), the
+oversight line starts with `/bin/sleep 30 &&`, so it looks after the watchdog has acted.
+
 Everything outside the markers is the user's and is written back byte for byte: the crontab
 is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
 would replace non-UTF-8 bytes) and installed from a file (`crontab FILE`). One thing no tool
