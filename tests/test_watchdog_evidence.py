@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,22 @@ def test_an_auth_failure_after_a_config_edit_restores_the_last_known_good_config
     assert (rec["action"], rec["verification"], rec["escalated"]) == ("restore_config", "healthy", False), rec
     assert config.read_text() == good and wfleet.healthy("keyed")
     assert wfleet.state("keyed").get("held") is None
+
+
+def test_a_hold_without_a_mask_is_masked_at_the_next_run(wfleet: WatchdogFleet) -> None:
+    wfleet.agent("old")
+    wfleet.install()
+    wfleet.watchdog()
+    path = wfleet.state_dir / "watchdog-state.json"
+    doc = json.loads(path.read_text())  # a hold as an older fleetctl wrote it: no mask
+    doc["agents"]["old"]["held"] = {"since": time.time(), "reason": "held by an older fleetctl"}
+    path.write_text(json.dumps(doc))
+    out = wfleet.watchdog(codes=(2,)).stdout
+    assert "held but not masked; masked again" in out, out
+    unit = wfleet.unit("old")
+    assert (unit.load_state, unit.active_state) == ("masked", "active")  # running: left alone
+    out = wfleet.cli("ack", "old", "--profiles", str(wfleet.dir))
+    assert out.returncode == 0 and "hold cleared" in out.stdout, out
+    assert wfleet.unit("old").load_state == "loaded" and wfleet.healthy("old")
+    unknown = wfleet.cli("ack", "olb", "--profiles", str(wfleet.dir))
+    assert unknown.returncode != 0 and "olb" in unknown.stderr  # a typo is an error, not "not held"

@@ -19,6 +19,7 @@ from typing import Any
 
 from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, changes, incidents, restarts
@@ -28,6 +29,7 @@ from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observati
 from fleetctl.healing.record import Recorder
 from fleetctl.healing.remedy import Ctx
 from fleetctl.healing.respond import Result, flap_hold, respond
+from fleetctl.systemd import mask
 from fleetctl.systemd.manager import SystemdManager
 
 LOCK_FILE = "watchdog.lock"
@@ -140,7 +142,7 @@ class _Run:
         started = time.monotonic()
         with SystemdManager() as mgr:
             seen = observe(mgr, self.fleet.profiles)
-            suspects, flapping = self._triage(seen)
+            suspects, flapping = self._triage(seen, mgr)
             self.save()
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
         for name in sorted(set(suspects) - set(confirmed)):
@@ -158,7 +160,9 @@ class _Run:
         write_atomic(paths.heartbeat_file("watchdog"), json.dumps(self.report.heartbeat()) + "\n", 0o600)
         return self.report
 
-    def _triage(self, seen: dict[str, Observation]) -> tuple[dict[str, Observation], dict[str, Observation]]:
+    def _triage(
+        self, seen: dict[str, Observation], mgr: SystemdManager
+    ) -> tuple[dict[str, Observation], dict[str, Observation]]:
         """Bookkeeping for every agent; returns (suspected failures, flapping agents)."""
         now = time.time()
         installed_at = _installed_at()
@@ -188,6 +192,14 @@ class _Run:
                     f"{name}: masked, but not held in the watchdog's state; `fleetctl ack {name}` unmasks it"
                 )
                 continue
+            if st.held and o.status != "held":
+                # Held but not masked: a hold from before holds were masks, or a mask removed by
+                # hand. The hold lasts until ack: mask again (a running agent keeps running).
+                try:
+                    mask.mask(mgr, o.info.name)
+                    self.say(f"{name}: held but not masked; masked again (`fleetctl ack {name}` releases it)")
+                except (OSError, FleetError) as e:
+                    self.report.problems.append(f"{name}: could not mask the held unit: {e}")
             if st.held:
                 self.say(
                     f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
