@@ -325,4 +325,5 @@ def metrics(fleet: Fleet, output: Path | None = None) -> Path:
     with SystemdManager() as mgr:
         rows = status.collect(fleet, mgr)
     state, _ = OversightState.load(paths.state_dir(), move_aside=False)
-    return metricsfile.write(output, metricsfile.build(rows, list(state.open.values())))
+    samples = metricsfile.build(rows, list(state.open.values()), suppressed_total=state.suppressed_total)
+    return metricsfile.write(output, samples)
