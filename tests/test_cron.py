@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleetctl
+from hypothesis import given
+from hypothesis import strategies as st
 from test_watchdog_support import WatchdogFleet
 from usermanager import UserManager
 
@@ -220,3 +222,24 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
     finally:
         remove = "from fleetctl.lifecycle import cron; cron.remove_block()"
         m.run([sys.executable, "-c", remove], env=wfleet.fc.env)
+
+
+VALID_INTERVALS = [*range(1, 60), 60, 120, 180, 240, 360, 480, 720, 1440]
+
+
+@given(st.sampled_from(VALID_INTERVALS), st.sampled_from(VALID_INTERVALS))
+def test_the_two_jobs_never_start_together_at_any_interval(watchdog: int, oversee: int) -> None:
+    offset, delay = cron.offsets(watchdog, oversee)
+    same_minute = cron.minutes_of_day(watchdog, offset) & cron.minutes_of_day(oversee)
+    assert not same_minute or delay > 0, (watchdog, oversee, offset)
+    # Where a minute offset can keep them apart, no process sleeps for it.
+    assert (delay == 0) == (not same_minute)
+    block = cron.render_block(watchdog, oversee).decode().splitlines()
+    assert ("umask 077; /bin/sleep 30 && /usr/bin/env" in block[2]) == bool(delay)
+    assert block[1].startswith(cron.schedule(watchdog, offset) + " umask 077; /usr/bin/env ")
+
+
+def test_one_minute_intervals_run_oversee_half_a_minute_after_the_watchdog() -> None:
+    assert cron.offsets(1, 1) == (2, 30)
+    assert cron.offsets(2, 2) == (1, 0)  # 1-59/2 against */2
+    assert cron.offsets(15, 5) == (2, 0)  # unchanged where the old offset already worked

@@ -125,3 +125,12 @@ def test_refuses_a_name_the_collector_would_ignore(tmp_path: Path) -> None:
 def test_duplicate_agent_is_an_error() -> None:
     with pytest.raises(FleetError, match="agent listed twice"):
         render(FleetMetrics(agents=[AgentMetrics("a", up=True), AgentMetrics("a", up=False)]))
+
+
+def test_held_back_pages_are_a_counter_by_check_and_reason() -> None:
+    held = {"agent-down/awaiting-watchdog": 3, "agent-down/held-paged-at-escalation": 1}
+    text = render(FleetMetrics(pages_suppressed=held))
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "fleetctl_pages_suppressed"]
+    assert family.type == "counter"
+    got = {(s.labels["check"], s.labels["reason"]): s.value for s in family.samples}
+    assert got == {("agent-down", "awaiting-watchdog"): 3, ("agent-down", "held-paged-at-escalation"): 1}

@@ -109,7 +109,9 @@ def test_watchdog_escalates_rather_than_kill_a_lookalike_on_the_port(
     )
     try:
         assert foreign.stdout is not None and foreign.stdout.readline().strip() == "ready"
-        wfleet.fc("start", "lookalike", "--profiles", str(wfleet.dir))
+        # start waits for health and fails with the agent's own line: the port is taken.
+        started = wfleet.fc("start", "lookalike", "--profiles", str(wfleet.dir), check=False)
+        assert started.returncode == 1 and "Address already in use" in started.stderr, started
         wfleet.wait_state("lookalike", "failed")
         wfleet.watchdog(codes=(2,))
         (rec,) = wfleet.incidents("lookalike")

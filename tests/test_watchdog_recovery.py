@@ -27,10 +27,10 @@ def test_systemd_restart_is_recorded_not_acted_on(wfleet: WatchdogFleet) -> None
     wait_for(lambda: wfleet.unit("victim").n_restarts == 1 and wfleet.healthy("victim"), 20, "restart")
     before = wfleet.unit("victim").invocation_id
     out = wfleet.watchdog().stdout
-    assert "restarted by systemd 1 time(s)" in out, out
+    assert "restarted by systemd: 1 restart(s) since the last watchdog run" in out, out
     assert wfleet.unit("victim").invocation_id == before  # the watchdog restarted nothing
     (rec,) = wfleet.incidents("victim")
-    assert (rec["action"], rec["verification"]) == ("none", "healthy")
+    assert (rec["action"], rec["verification"], rec["restarts"]) == ("none", "n/a", 1)
     hb = json.loads((wfleet.state_dir / "watchdog.heartbeat.json").read_text())
     assert hb["ok"] is True and hb["agents_checked"] == 1 and hb["actions"] == 0
 
@@ -70,7 +70,7 @@ def test_corrupt_config_crash_loop_is_fixed_with_last_known_good(wfleet: Watchdo
     assert wfleet.unit("conf").exec_main_status == 78
 
     wfleet.watchdog()
-    (rec,) = wfleet.incidents("conf")
+    (rec,) = wfleet.actions("conf")
     assert rec["diagnosis"]["action"] == "restore_config" and rec["config_valid"] is False
     assert (rec["action"], rec["verification"]) == ("restore_config", "healthy"), rec
     assert any("config error" in line for line in rec["log_excerpt"])
@@ -87,7 +87,7 @@ def test_401_switches_to_spare_credentials_or_escalates(wfleet: WatchdogFleet) -
     wfleet.wait_state("nospare", "failed")
 
     proc = wfleet.watchdog(codes=(2,))  # 2: an agent needs a human
-    (spare,) = wfleet.incidents("spare")
+    (spare,) = wfleet.actions("spare")
     assert spare["diagnosis"]["action"] == "switch_credentials", spare
     assert (spare["action"], spare["verification"]) == ("switch_credentials", "healthy"), spare
     assert wfleet.healthy("spare")
@@ -95,7 +95,7 @@ def test_401_switches_to_spare_credentials_or_escalates(wfleet: WatchdogFleet) -
     assert os.readlink(link).endswith("agents/spare/secrets2.env")
     assert wfleet.state("spare")["credentials_index"] == 1
 
-    (nospare,) = wfleet.incidents("nospare")
+    (nospare,) = wfleet.actions("nospare")
     assert (nospare["action"], nospare["escalated"]) == ("escalate", True), nospare
     assert "no spare credentials" in nospare["detail"]
     assert wfleet.state("nospare")["held"]

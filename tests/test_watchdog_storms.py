@@ -40,13 +40,16 @@ def test_foreign_port_holder_escalates_once_and_holds(wfleet: WatchdogFleet) -> 
     )
     try:
         assert foreign.stdout is not None and foreign.stdout.readline().strip() == "ready"
-        wfleet.fc("start", "porty", "--profiles", str(wfleet.dir))
+        # start waits for health: it fails, with the agent's own last lines.
+        started = wfleet.fc("start", "porty", "--profiles", str(wfleet.dir), check=False)
+        assert started.returncode == 1 and "start failed for porty" in started.stderr, started
+        assert "last log lines" in started.stderr and "Traceback" not in started.stderr
         wfleet.wait_state("porty", "failed")  # "address already in use", restarts used up
         with Receiver() as rx:
             first = wfleet.watchdog(codes=(2,), env={"WD_TEST_WEBHOOK": rx.url + "/hook"})
             restarts = wfleet.unit("porty").n_restarts
             second = wfleet.watchdog(codes=(2,), env={"WD_TEST_WEBHOOK": rx.url + "/hook"})
-            (rec,) = wfleet.incidents("porty")
+            (rec,) = wfleet.actions("porty")
             assert (rec["action"], rec["escalated"]) == ("escalate", True), rec
             assert f"port {port} is held by another program" in rec["detail"] and "python" in rec["detail"]
             assert "alert sent to test" in rec["detail"]
@@ -54,17 +57,26 @@ def test_foreign_port_holder_escalates_once_and_holds(wfleet: WatchdogFleet) -> 
             assert "ESCALATED porty" in first.stdout
             assert len(rx.requests) == 1 and rx.requests[0].json()["agent"] == "porty"
             unit = wfleet.unit("porty")
-            assert unit.n_restarts == restarts and unit.active_state == "failed"  # no restart loop
+            # Held by systemd itself: masked, stopped, and no start gets past it.
+            assert unit.load_state == "masked" and unit.main_pid == 0
+            assert unit.n_restarts == restarts  # no restart loop
+            refused = wfleet.fc("start", "porty", "--profiles", str(wfleet.dir), check=False)
+            assert refused.returncode == 1 and "held by the watchdog" in refused.stderr
+            assert "fleetctl ack porty" in refused.stderr
+            status = wfleet.fc("status", "--profiles", str(wfleet.dir)).stdout
+            assert "HELD" in status and "porty: HELD by the watchdog since" in status, status
+            shown = wfleet.fc.manager.run(["systemctl", "--user", "status", "fleet-porty.service"])
+            assert "Loaded: masked" in shown.stdout, shown.stdout
     finally:
         kill_tree(foreign)
 
-    # The human frees the port and acknowledges: the next run fixes it.
-    out = wfleet.cli("ack", "porty")
+    # The human frees the port and acknowledges: ack unmasks, clears the failed state and starts.
+    out = wfleet.cli("ack", "porty", "--profiles", str(wfleet.dir))
     assert out.returncode == 0 and "hold cleared" in out.stdout, out
+    assert "started and healthy" in out.stdout and wfleet.healthy("porty")
+    assert wfleet.unit("porty").load_state == "loaded"
     wfleet.watchdog()
-    last = wfleet.incidents("porty")[-1]
-    assert (last["action"], last["verification"]) == ("restart", "healthy"), last
-    assert wfleet.healthy("porty")
+    assert wfleet.incidents("porty")[-1]["action"] == "ack"
 
 
 def test_stale_copy_of_the_agent_on_its_port_is_killed_and_replaced(wfleet: WatchdogFleet) -> None:
@@ -80,10 +92,11 @@ def test_stale_copy_of_the_agent_on_its_port_is_killed_and_replaced(wfleet: Watc
     )
     try:
         wait_for(lambda: wfleet.healthy("stale"), 20, "the stale copy to listen")
-        wfleet.fc("start", "stale", "--profiles", str(wfleet.dir))
+        # The stale copy answers on the port, so the start may even look healthy at first.
+        wfleet.fc("start", "stale", "--profiles", str(wfleet.dir), check=False)
         wfleet.wait_state("stale", "failed")
         wfleet.watchdog()
-        (rec,) = wfleet.incidents("stale")
+        (rec,) = wfleet.actions("stale")
         assert (rec["action"], rec["verification"]) == ("kill_stale", "healthy"), rec
         assert "killed stale copy pid" in rec["detail"] and "-m fleetctl.demo_agent" in rec["detail"]
         assert copy.wait(timeout=10) == 0  # it went on SIGTERM, cleanly
@@ -106,21 +119,26 @@ def test_flapping_agent_backs_off_then_is_held_with_one_escalation(wfleet: Watch
                 wfleet.wait_backoff("flappy")
             wfleet.wait_state("flappy", "failed", timeout=20)
             wfleet.watchdog(codes=(0, 2), env=env)
-            assert wfleet.incidents("flappy")[-1]["action"] == expected, wfleet.incidents("flappy")[-1]
+            assert wfleet.actions("flappy")[-1]["action"] == expected, wfleet.actions("flappy")[-1]
         wfleet.watchdog(codes=(2,), env=env)  # held: nothing more happens
 
-        records = wfleet.incidents("flappy")
+        records = wfleet.actions("flappy")
         assert [r["action"] for r in records] == ["restart", "restart", "backoff", "flap_hold"]
         assert [r["verification"] for r in records] == ["healthy", "healthy", "waiting", "held"]
         assert "flapping: 3 restarts in the last hour (limit 2)" in records[-1]["detail"]
         assert sum(r["escalated"] for r in records) == 1
 
-        crashy = wfleet.incidents("crashy")
+        crashy = wfleet.actions("crashy")
         assert crashy[-1]["action"] == "flap_hold" and sum(r["escalated"] for r in crashy) == 1, crashy
-        assert "restarts in the last hour (limit 2); unit stopped" in crashy[-1]["detail"]
+        assert (
+            "restarts in the last hour (limit 2); fleet-crashy.service masked and stopped"
+            in (crashy[-1]["detail"])
+        )
         assert sorted(r.json()["agent"] for r in rx.requests) == ["crashy", "flappy"]
-    assert wfleet.unit("flappy").active_state == "failed"  # dead and left dead
-    assert wfleet.unit("crashy").active_state == "inactive"  # stopped: systemd restarts it no more
+    for agent in ("flappy", "crashy"):  # masked: systemd restarts it no more
+        unit = wfleet.unit(agent)
+        assert unit.load_state == "masked" and unit.active_state in ("inactive", "failed"), agent
+        assert unit.main_pid == 0
     for agent in ("flappy", "crashy"):
         assert wfleet.state(agent)["held"]["reason"].startswith("flapping")
 
@@ -136,7 +154,7 @@ def test_overlapping_runs_one_acts_one_exits_75(wfleet: WatchdogFleet) -> None:
     assert codes == [0, 75], results
     loser = next(r for r in results if r[0] == 75)
     assert "already running" in loser[2] and loser[1] == "", loser
-    (rec,) = wfleet.incidents("hung")
+    (rec,) = wfleet.actions("hung")
     assert rec["action"] == "restart" and len(wfleet.state("hung")["watchdog_restarts"]) == 1
     assert wfleet.healthy("hung")
 

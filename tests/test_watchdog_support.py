@@ -179,6 +179,10 @@ class WatchdogFleet:
         out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [r for r in out if r["agent"] == agent and r.get("phase") == "intent"]
 
+    def actions(self, agent: str | None = None) -> list[dict[str, Any]]:
+        """The incidents in which the watchdog acted (not the restarts it only counted)."""
+        return [r for r in self.incidents(agent) if r["action"] != "none"]
+
     def state(self, agent: str) -> dict[str, Any]:
         path = self.state_dir / "watchdog-state.json"
         doc = json.loads(path.read_text()) if path.exists() else {"agents": {}}

@@ -16,7 +16,7 @@ import pytest
 
 from fleetctl.cli.watchdog import parse_since
 from fleetctl.fleet.profiles import load_fleet
-from fleetctl.healing import backoff, incidents, state
+from fleetctl.healing import backoff, incidents, restarts, state
 from fleetctl.healing.observe import classify
 from fleetctl.probes.health import HealthResult
 from fleetctl.systemd.manager import UnitInfo
@@ -43,17 +43,40 @@ def test_restart_bookkeeping_and_reset_after_a_healthy_hour() -> None:
     assert (a.consecutive, a.backoff_until, a.watchdog_restarts) == (0, None, [])
 
 
+def _info(n_restarts: int, invocation: str = "a1") -> UnitInfo:
+    return UnitInfo(
+        "fleet-a.service", "loaded", "active", "running", "success", 42, n_restarts, 0, 0,
+        0, 0, 0, None, "", "enabled", False, invocation,
+    )  # fmt: skip
+
+
+def _observe(a: state.AgentState, n: int, now: float, inv: str = "a1", installed: float | None = None) -> int:
+    return restarts.observe(a, _info(n, inv), "fleet-a.service", now, installed, journal=False).count
+
+
 def test_flap_counting_includes_systemd_restarts_and_forgets_after_an_hour() -> None:
     a = state.AgentState()
-    assert backoff.observe_n_restarts(a, 7, NOW) == 0  # first sight: no history to date
-    assert backoff.observe_n_restarts(a, 9, NOW + 10) == 2
+    # First sight: restarts since an install within the hour happened before the watchdog's
+    # first look and count; older history cannot be dated.
+    assert _observe(a, 7, NOW, installed=NOW - 7200) == 0
+    b = state.AgentState()
+    assert _observe(b, 2, NOW, installed=NOW - 120) == 2 and backoff.restarts_last_hour(b, NOW) == 2
+    assert _observe(a, 9, NOW + 10) == 2
     backoff.note_restart(a, 1, NOW + 20)
     assert backoff.restarts_last_hour(a, NOW + 30) == 3
     assert backoff.would_flap(a, 3, NOW + 30, planned=1) and not backoff.would_flap(a, 3, NOW + 30)
-    # Our own RestartUnit flushes NRestarts: a smaller number is a fresh count.
-    assert backoff.observe_n_restarts(a, 1, NOW + 40) == 1
+    # A manual start flushes NRestarts: a smaller number is a fresh count.
+    assert _observe(a, 1, NOW + 40, inv="a2") == 1
     assert backoff.restarts_last_hour(a, NOW + 40) == 4
-    assert backoff.restarts_last_hour(a, NOW + 40 + 3600) == 0
+    # Started again outside the watchdog (a dependency, a person) without an automatic restart:
+    # only the invocation id tells, and it counts.
+    assert _observe(a, 0, NOW + 50, inv="a3") == 1
+    assert _observe(a, 0, NOW + 60, inv="a3") == 0
+    # The watchdog's own restart is rebased and not counted again.
+    restarts.rebase(a, _info(0, "a4"), NOW + 70)
+    assert _observe(a, 0, NOW + 80, inv="a4") == 0
+    assert backoff.restarts_last_hour(a, NOW + 80) == 5
+    assert backoff.restarts_last_hour(a, NOW + 80 + 3600) == 0
 
 
 def test_state_round_trip_and_corrupt_file_set_aside(tmp_path: Path) -> None:
@@ -191,4 +214,7 @@ def test_heartbeat_shape() -> None:
     assert hb["ok"] is True and hb["actions"] == 1 and hb["agents_checked"] == 3
     json.dumps(r.to_dict())
     r.held.append("qa")
-    assert r.heartbeat()["ok"] is False
+    # Held is the agent's trouble (it paged at escalation), not a watchdog that failed to run.
+    assert r.heartbeat()["ok"] is True and r.heartbeat()["needs_human"] is True and not r.ok
+    r.problems.append("state unreadable")
+    assert r.heartbeat()["ok"] is False and "state unreadable" in r.heartbeat()["error"]

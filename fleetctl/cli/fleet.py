@@ -191,14 +191,22 @@ def _control(verb: str, agents: tuple[str, ...], all_: bool, profiles_dir: Path 
     warn_if_root()
     if not agents and not all_:
         raise click.UsageError(f"name the agents to {verb}, or pass --all")
-    for line in control(verb, resolve_profiles(profiles_dir), list(agents), all_):
+    for line in control(verb, resolve_profiles(profiles_dir), list(agents), all_, say=click.echo):
         click.echo(line)
 
+
+_HELP = {
+    "stop": "Stop agents and wait for the job to finish.",
+    "start": "Start agents and wait until they are healthy (exit 1 with their last log lines if "
+    "not). A failed unit's start-limit state is reset first. A held agent is refused: `fleetctl ack`.",
+    "restart": "Restart agents and wait until they are healthy (exit 1 with their last log lines "
+    "if not). A failed unit's start-limit state is reset first.",
+}
 
 for _verb in ("start", "stop", "restart"):
 
     def _make(verb: str) -> None:
-        @main.command(verb, help=f"{verb.capitalize()} agents and wait for the job to finish.")
+        @main.command(verb, help=_HELP[verb])
         @click.argument("agents", nargs=-1)
         @click.option("--all", "all_", is_flag=True, help="Every agent in the fleet.")
         @profiles_option

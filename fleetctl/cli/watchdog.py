@@ -111,11 +111,15 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.argument("agent")
+    @click.option("--no-start", is_flag=True, help="Only clear the hold and unmask; do not start the agent.")
     @profiles_option
     @handle_errors
-    def ack(agent: str, profiles_dir: Path | None) -> None:
-        """Clear AGENT's hold: the watchdog may act on it again."""
+    def ack(agent: str, no_start: bool, profiles_dir: Path | None) -> None:
+        """Clear AGENT's hold: unmask its unit, reset its failed state and start it.
+
+        Fails (non-zero, with the agent's last log lines) when it does not come up healthy.
+        """
         from fleetctl.healing.hold import ack as do_ack
 
-        known_agent(agent, profiles_dir)
-        click.echo(do_ack(agent))
+        for line in do_ack(resolve_profiles(profiles_dir), agent, start=not no_start, say=click.echo):
+            click.echo(line)

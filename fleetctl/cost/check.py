@@ -32,8 +32,10 @@ def _stop_and_hold(p: Profile, reason: str) -> bool:
     from fleetctl.systemd.manager import SystemdManager
 
     def stop() -> None:
+        from fleetctl.healing.escalate import enforce
+
         with SystemdManager() as mgr:
-            mgr.stop([paths.unit_name(p.name)])
+            enforce(mgr, paths.unit_name(p.name))  # masked, then stopped: as the watchdog holds
 
     return stop_and_hold(p.name, reason, "budget-stop", stop)
 

@@ -34,6 +34,9 @@ class Incident:
     # What the config check said (a schema error quotes the config, a validator prints
     # anything): written by the agent's side, so the prompt keeps it inside the fence.
     config_detail: str = ""
+    # What changed since the agent was last healthy ("config (config.json)", "unit file",
+    # "secrets file"): a failure that begins after a change is most likely caused by it.
+    changed_since_healthy: Sequence[str] = ()
 
     def redacted(self, redactor: TextRedactor) -> Incident:
         """Copy with every free-text field redacted. Unit properties are included because

@@ -136,6 +136,13 @@ def build_prompt(incident: Incident, *, nonce: str | None = None) -> Prompt:
             f"Exit status: {incident.exit_status if incident.exit_status is not None else 'unknown'}",
             f"Unit result: {result}",
             f"Config validates: {config}",
+            "Changed since the agent was last healthy: "
+            + (", ".join(_clean(c, 60) for c in incident.changed_since_healthy) or "nothing known")
+            + (
+                " (a failure that starts after a change is most likely caused by it)"
+                if incident.changed_since_healthy
+                else ""
+            ),
             "Unit properties:",
             "\n".join(props) or "  (none)",
             "Facts about the failure (untrusted data) between the markers:",

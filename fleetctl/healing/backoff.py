@@ -5,8 +5,9 @@ base * 2**(n-1) seconds (capped) before it will restart it again; the count star
 the agent has been up for an hour. `base` is the profile's restart.delay, the user's own
 statement of how long to wait between restarts.
 
-Flapping: restarts in the last hour, systemd's own (seen as NRestarts steps) plus the
-watchdog's. More than restart.max_restarts_per_hour and the agent is stopped and held.
+Flapping: restarts in the last hour, systemd's own (healing.restarts reads them from
+NRestarts, the journal and InvocationID) plus the watchdog's. More than
+restart.max_restarts_per_hour and the agent is stopped and held.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from fleetctl.healing.state import AgentState
 
 HOUR = 3600.0
 MAX_BACKOFF = HOUR
-_MAX_STEPS_RECORDED = 1000  # a unit restarting every 100 ms for an hour is still bounded
 
 
 def backoff_delay(consecutive: int, base: float, cap: float = MAX_BACKOFF) -> float:
@@ -27,20 +27,6 @@ def backoff_delay(consecutive: int, base: float, cap: float = MAX_BACKOFF) -> fl
 
 def prune(stamps: list[float], now: float, window: float = HOUR) -> list[float]:
     return [t for t in stamps if now - t < window]
-
-
-def observe_n_restarts(agent: AgentState, n_restarts: int, now: float) -> int:
-    """Record systemd's restarts since the last look; return how many there were."""
-    last = agent.n_restarts
-    agent.n_restarts = n_restarts
-    if last is None:
-        return 0  # first sight: older restarts are history we cannot date
-    # A counter that went backwards was reset (systemd flushes NRestarts on a manual start):
-    # everything it shows now happened since.
-    delta = n_restarts - last if n_restarts >= last else n_restarts
-    delta = min(delta, _MAX_STEPS_RECORDED)
-    agent.systemd_restarts = prune(agent.systemd_restarts, now) + [now] * delta
-    return delta
 
 
 def restarts_last_hour(agent: AgentState, now: float) -> int:

@@ -63,7 +63,7 @@ class Evidence:
     config_detail: str
 
 
-def gather(obs: Observation, recent_ooms: int) -> Evidence:
+def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) -> Evidence:
     p, info = obs.profile, obs.info
     got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
     valid, detail = config_problem(p)
@@ -89,6 +89,7 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
         recent_ooms=recent_ooms,
         has_alternate_credentials=bool(p.alternate_secrets_files),
         config_detail=detail if valid is False else "",
+        changed_since_healthy=changed,
     )
     return Evidence(incident, got.source, detail)
 

@@ -1,15 +1,25 @@
-"""Holds from outside the watchdog's own run, and `fleetctl ack AGENT`: a human has looked; the
-watchdog may act on the agent again."""
+"""`fleetctl ack AGENT`: a human has looked; the watchdog may act on the agent again. Also
+holds decided outside a watchdog run (a budget with on_exceed = "stop").
+
+The hold is a mask systemd enforces (fleetctl.systemd.mask): ack removes it, clears the failed
+state (a unit that crash-looped into its start limit would refuse to start for up to
+StartLimitIntervalSec) and starts the agent, waiting until it is healthy or clearly failing.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from fleetctl.common import paths
 from fleetctl.common.locks import file_lock
+from fleetctl.fleet.profiles import load_fleet
 from fleetctl.healing import incidents
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.run import lock_path
+from fleetctl.systemd import mask
+from fleetctl.systemd.manager import SystemdManager
 
 
 def stop_and_hold(agent: str, reason: str, action: str, stop: Callable[[], None]) -> bool:
@@ -45,41 +55,62 @@ def stop_and_hold(agent: str, reason: str, action: str, stop: Callable[[], None]
     return True
 
 
-def ack(agent: str) -> str:
-    """Clear the hold and the restart history that led to it; return a line for the user.
+def ack(profiles_dir: Path, agent: str, start: bool = True, say: Callable[[str], None] = print) -> list[str]:
+    """Clear the hold, unmask and (unless `start` is False) start the agent; lines for the user.
 
     Waits for a running watchdog (it saves the state at its end and would undo our change).
-    The history goes too: otherwise a flap hold would re-trigger on the very next run.
+    The restart history goes too: otherwise a flap hold would re-trigger on the very next run.
+    An unknown agent name is an error (FleetError from the fleet), not "nothing to do".
     """
+    from fleetctl.lifecycle.control import start_and_verify
+
+    p = load_fleet(profiles_dir).get(agent)
+    agent, unit = p.name, paths.unit_name(p.name)
     with file_lock(lock_path(), "fleetctl watchdog", wait=True):
         st, problem = state_mod.load()
         agent_state = st.agents.get(agent)
-        if agent_state is None or agent_state.held is None:
-            return f"{agent}: not held; nothing to do" + (f" ({problem})" if problem else "")
-        was = agent_state.held
-        agent_state.held = None
-        agent_state.watchdog_restarts.clear()
-        agent_state.systemd_restarts.clear()
-        agent_state.consecutive = 0
-        agent_state.backoff_until = None
-        agent_state.last_action = "ack"
-        state_mod.save(st)
-        now = time.time()
-        incidents.append(
-            {
-                "ts": round(now, 3),
-                "time": incidents.iso(now),
-                "agent": agent,
-                "symptom": was.reason,
-                "action": "ack",
-                "verification": "n/a",
-                "detail": "hold cleared by a human",
-                "escalated": False,
-                "duration_s": 0.0,
-            }
-        )
-        incidents.append_bulletin(f"{incidents.iso(now)} watchdog: {agent}: hold cleared (fleetctl ack)")
-    return (
-        f"{agent}: hold cleared (held since {incidents.iso(was.since)}: {was.reason}); the next "
-        f"watchdog run acts on it again. If the flap hold stopped it, start it: fleetctl start {agent}"
+        was = agent_state.held if agent_state is not None else None
+        with SystemdManager() as mgr:
+            unmasked = mask.unmask(mgr, unit)
+        if was is None or agent_state is None:
+            if not unmasked:
+                return [f"{agent}: not held; nothing to do" + (f" ({problem})" if problem else "")]
+            lines = [f"{agent}: not held by the watchdog, but {unit} was masked by it; unmasked"]
+        else:
+            _clear(st, agent_state, agent, was)
+            lines = [f"{agent}: hold cleared (held since {incidents.iso(was.since)}: {was.reason})"]
+    if not start:
+        return [*lines, f"not started (--no-start): fleetctl start {agent}"]
+    with SystemdManager() as mgr:
+        start_and_verify(mgr, [p], "start", say, lines)
+    return [*lines, f"{agent}: started and healthy; the watchdog acts on it again"]
+
+
+def _clear(
+    st: state_mod.WatchdogState, agent_state: state_mod.AgentState, agent: str, was: state_mod.Hold
+) -> None:
+    agent_state.held = None
+    agent_state.watchdog_restarts.clear()
+    agent_state.systemd_restarts.clear()
+    agent_state.consecutive = 0
+    agent_state.backoff_until = None
+    agent_state.last_action = "ack"
+    now = time.time()
+    # ack's own start is not a restart to count (healing.restarts): the next look starts here.
+    agent_state.invocation_id = None
+    agent_state.last_look = now
+    state_mod.save(st)
+    incidents.append(
+        {
+            "ts": round(now, 3),
+            "time": incidents.iso(now),
+            "agent": agent,
+            "symptom": was.reason,
+            "action": "ack",
+            "verification": "n/a",
+            "detail": "hold cleared by a human",
+            "escalated": False,
+            "duration_s": 0.0,
+        }
     )
+    incidents.append_bulletin(f"{incidents.iso(now)} watchdog: {agent}: hold cleared (fleetctl ack)")

@@ -21,7 +21,7 @@ from fleetctl.probes.health import HealthResult, probe_many
 from fleetctl.systemd.manager import SystemdManager, UnitInfo
 from fleetctl.systemd.stopcause import Cause, stop_cause
 
-Status = Literal["healthy", "starting", "restarting", "stopped", "not-installed", "failing"]
+Status = Literal["healthy", "starting", "restarting", "stopped", "held", "not-installed", "failing"]
 
 CONFIRM_ROUNDS = 2  # looks after the first one: three in all
 CONFIRM_INTERVAL = 1.0  # seconds between looks
@@ -53,6 +53,8 @@ def classify(
     p: Profile, info: UnitInfo, health: HealthResult | None, now: float, cause: Cause = "unknown"
 ) -> tuple[Status, str]:
     """`cause` (stopcause) matters only for a unit that is inactive after a clean result."""
+    if info.load_state == "masked":
+        return "held", "masked: held by the watchdog until `fleetctl ack`"
     if info.load_state != "loaded":
         return "not-installed", f"unit {info.load_state}"
     if info.sub_state == "auto-restart":

@@ -36,6 +36,7 @@ class Recorder:
             "log_source": diag.get("log_source"),
             "log_excerpt": diag.get("log_excerpt", []),
             "config_valid": diag.get("config_valid"),
+            "changed_since_healthy": diag.get("changed_since_healthy", []),
             "diagnosis": diag.get("diagnosis"),
             "rules": diag.get("rules"),
             "provider": diag.get("provider"),

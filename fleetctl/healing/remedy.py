@@ -17,7 +17,7 @@ from pathlib import Path
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet, Profile
-from fleetctl.healing import backoff
+from fleetctl.healing import backoff, restarts
 from fleetctl.healing.state import AgentState
 from fleetctl.secrets.known import FleetSecrets, agent_secret_files
 from fleetctl.systemd.manager import SystemdManager
@@ -54,8 +54,9 @@ def _first_line(e: Exception) -> str:
 
 
 def _rebase(ctx: Ctx) -> None:
-    # Our own restart may flush or bump NRestarts; none of that is systemd restarting on its own.
-    ctx.st.n_restarts = ctx.mgr.units([ctx.unit])[ctx.unit].n_restarts
+    # Our own restart may flush or bump NRestarts and makes a new invocation; none of that is
+    # systemd restarting on its own.
+    restarts.rebase(ctx.st, ctx.mgr.units([ctx.unit])[ctx.unit], time.time())
 
 
 def _count_restart(ctx: Ctx) -> None:
@@ -150,15 +151,3 @@ def warmup(p: Profile) -> str | None:
     except httpx.HTTPError as e:
         return f"warm-up failed: {type(e).__name__}"
     return "warm-up sent" if r.is_success else f"warm-up answered HTTP {r.status_code}"
-
-
-def stop(ctx: Ctx) -> str:
-    from fleetctl.lifecycle.readiness import job_timeout
-
-    ctx.intend("stop")
-    try:
-        ctx.mgr.stop([ctx.unit], timeout=job_timeout([ctx.profile]))
-    except FleetError as e:
-        return f"stop failed: {_first_line(e)}"
-    _rebase(ctx)
-    return "unit stopped"

@@ -22,7 +22,7 @@ from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.providers import Provider
 from fleetctl.fleet import ports
 from fleetctl.fleet.profiles import printable
-from fleetctl.healing import backoff, evidence, remedy, stale
+from fleetctl.healing import backoff, changes, evidence, remedy, stale
 from fleetctl.healing.escalate import escalate
 from fleetctl.healing.incidents import iso
 from fleetctl.healing.observe import Observation
@@ -44,18 +44,18 @@ class Result:
 def _escalate(ctx: Ctx, summary: str, action: str = "escalate", detail: str = "") -> Result:
     # The summary is kept in the hold (state file) and sent to the alert channels.
     summary = ctx.fenv.mask(summary)
+    ctx.intend(action)  # escalating masks and stops the unit: an action, on record before it is taken
     note = escalate(
-        ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say
+        ctx.fleet, ctx.profile.name, ctx.st, summary, time.time(), ctx.fenv.env, ctx.save, ctx.say, ctx.mgr
     )
     return Result(action, "held", f"{detail}; {summary}; {note}" if detail else f"{summary}; {note}", True)
 
 
 def flap_hold(ctx: Ctx, count: int) -> Result:
     limit = ctx.profile.restart.max_restarts_per_hour
-    stopped = remedy.stop(ctx)
-    return _escalate(
-        ctx, f"flapping: {count} restarts in the last hour (limit {limit}); {stopped}", action="flap_hold"
-    )
+    # escalate() masks and stops the unit: stopping it first would leave a moment in which a
+    # dependency's restart could start it again.
+    return _escalate(ctx, f"flapping: {count} restarts in the last hour (limit {limit})", action="flap_hold")
 
 
 def _finish(ctx: Ctx, action: str, v: Verified, reason: str) -> Result:
@@ -86,6 +86,13 @@ def _restart(ctx: Ctx, reason: str, hung: bool = False) -> Result:
     if backoff.would_flap(ctx.st, ctx.profile.restart.max_restarts_per_hour, now, planned=1):
         return flap_hold(ctx, backoff.restarts_last_hour(ctx.st, now) + 1)
     return _finish(ctx, "restart", remedy.restart_and_verify(ctx, hung), reason)
+
+
+def _startup_or_auth(obs: Observation, action: Action) -> bool:
+    """A failure to start (the process exited or the unit failed; not a hang of a running
+    agent) or one the diagnosis would escalate or answer with other credentials."""
+    exited = obs.info.active_state != "active" or obs.info.sub_state == "auto-restart"
+    return exited or action in (Action.ESCALATE, Action.SWITCH_CREDENTIALS)
 
 
 def _hung(obs: Observation) -> bool:
@@ -125,10 +132,15 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
         assert st.backoff_until is not None
         return Result("backoff", "waiting", f"backing off until {iso(st.backoff_until)}"), {}
     redactor = ctx.fenv.redactor
-    ev = evidence.gather(obs, len(backoff.prune(st.oom_kills, now)))
+    kinds = changes.changed(st, p)
+    changed = changes.describe(kinds, p)
+    ev = evidence.gather(
+        obs, len(backoff.prune(st.oom_kills, now)), tuple(changed.split(", ")) if changed else ()
+    )
     outcome = evidence.run_chain(ev, chain, redactor)
     d = outcome.diagnosis
     record: dict[str, Any] = {
+        "changed_since_healthy": kinds,
         "log_source": ev.log_source,
         "log_excerpt": evidence.excerpt(ev, redactor),
         "config_valid": ev.incident.config_valid,
@@ -149,6 +161,18 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
     rule_ids = {d.rule_id, outcome.rules.rule_id if outcome.rules else None}
     if d.action is Action.ESCALATE and "port-in-use" in rule_ids:
         return _restart(ctx, f"{reason} (the port is free again)"), record
+    if (
+        changes.CONFIG in kinds
+        and d.action is not Action.RESTORE_CONFIG
+        and _startup_or_auth(obs, d.action)
+        and changes.has_last_known_good(p)
+    ):
+        # The config changed since the agent was last healthy and now it cannot start (or its
+        # key is refused): the change is the likeliest cause, and last-known-good undoes it.
+        # Tried before escalating or switching credentials; escalates if it does not verify.
+        why = f"{d.cause}; the config changed since the agent was last healthy"
+        v = remedy.restore_config(ctx, f"watchdog: {why}"[:200])
+        return _finish(ctx, "restore_config", v, f"{reason} (after a config change)"), record
     if d.action is Action.RESTART:
         return _restart(ctx, reason, hung=_hung(obs)), record
     if d.action is Action.RESTORE_CONFIG:
@@ -156,10 +180,10 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
             ctx, "restore_config", remedy.restore_config(ctx, f"watchdog: {d.cause}"[:200]), reason
         ), record
     if d.action is Action.SWITCH_CREDENTIALS:
-        v = remedy.switch_credentials(ctx)
-        if v is None:
+        switched = remedy.switch_credentials(ctx)
+        if switched is None:
             return _escalate(ctx, f"{d.cause}; no further credentials to switch to"), record
-        return _finish(ctx, "switch_credentials", v, reason), record
+        return _finish(ctx, "switch_credentials", switched, reason), record
     if d.action is Action.BACKOFF:
         if st.last_action == "backoff" and st.backoff_until is not None:
             return _restart(ctx, f"{reason} (after backing off)", hung=_hung(obs)), record

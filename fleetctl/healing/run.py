@@ -19,9 +19,10 @@ from typing import Any
 
 from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
+from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, incidents, intent
+from fleetctl.healing import backoff, changes, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
@@ -29,6 +30,7 @@ from fleetctl.healing.record import Recorder
 from fleetctl.healing.remedy import Ctx
 from fleetctl.healing.respond import Result, flap_hold, respond
 from fleetctl.secrets import known
+from fleetctl.systemd import mask
 from fleetctl.systemd.manager import SystemdManager
 
 LOCK_FILE = "watchdog.lock"
@@ -55,14 +57,23 @@ class RunReport:
     def ok(self) -> bool:
         """Nothing needs a human: no agent held, every fix verified (or waiting), no errors."""
         # "interrupted" closes an earlier run's action; this run handles the agent as it finds it.
-        bad = [r for r in self.records if r["verification"] not in ("healthy", "waiting", "interrupted")]
+        bad = [
+            r
+            for r in self.records
+            if r["action"] != "none" and r["verification"] not in ("healthy", "waiting", "interrupted")
+        ]
         return not (bad or self.held or self.problems)
 
     def heartbeat(self) -> dict[str, Any]:
+        # "ok" is about the run itself (it looked at every agent and could act): an agent held
+        # for a human is the agent's trouble, paged once at escalation, not a sign that the
+        # watchdog is not running. oversee's watchdog-stale reads only "ok" and the time.
         return {
             "time": incidents.iso(self.time),
             "ts": self.time,
-            "ok": self.ok,
+            "ok": not self.problems,
+            "needs_human": not self.ok,
+            **({"error": "; ".join(self.problems)[:300]} if self.problems else {}),
             "agents_checked": self.agents_checked,
             "actions": self.actions,
             "duration_s": round(self.duration, 2),
@@ -77,6 +88,16 @@ class RunReport:
             "incidents": self.records,
             "problems": self.problems,
         }
+
+
+def _installed_at() -> float | None:
+    """When the fleet was last installed (the manifest's mtime); None if unknown."""
+    from fleetctl.lifecycle import manifest
+
+    try:
+        return manifest.manifest_path().stat().st_mtime
+    except OSError:
+        return None
 
 
 def lock_path() -> Path:
@@ -125,7 +146,7 @@ class _Run:
         with SystemdManager() as mgr:
             seen = observe(mgr, self.fleet.profiles)
             self._close_interrupted(seen)
-            suspects, flapping = self._triage(seen)
+            suspects, flapping = self._triage(seen, mgr)
             self.save()
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
         for name in sorted(set(suspects) - set(confirmed)):
@@ -143,9 +164,12 @@ class _Run:
         write_atomic(paths.heartbeat_file("watchdog"), json.dumps(self.report.heartbeat()) + "\n", 0o600)
         return self.report
 
-    def _triage(self, seen: dict[str, Observation]) -> tuple[dict[str, Observation], dict[str, Observation]]:
+    def _triage(
+        self, seen: dict[str, Observation], mgr: SystemdManager
+    ) -> tuple[dict[str, Observation], dict[str, Observation]]:
         """Bookkeeping for every agent; returns (suspected failures, flapping agents)."""
         now = time.time()
+        installed_at = _installed_at()
         suspects: dict[str, Observation] = {}
         flapping: dict[str, Observation] = {}
         for name, o in seen.items():
@@ -154,7 +178,32 @@ class _Run:
                 continue
             self.report.agents_checked += 1
             st = self.state.agent(name)
-            by_systemd = backoff.observe_n_restarts(st, o.info.n_restarts, now)
+            by_systemd = restarts.observe(st, o.info, o.info.name, now, installed_at)
+            if by_systemd.count:
+                # Every restart systemd did is an incident and counts toward the flap limit,
+                # whatever the watchdog does about the agent now (also when it is held).
+                limit = o.profile.restart.max_restarts_per_hour
+                detail = (
+                    f"{o.status} now; {backoff.restarts_last_hour(st, now)} restart(s) in the last hour "
+                    f"count toward the flap limit ({limit})"
+                )
+                result = Result("none", "n/a", detail, extra={"restarts": by_systemd.count})
+                self._record(o, result, {}, f"restarted by systemd: {by_systemd.describe()}", now)
+            if o.status == "healthy":
+                changes.note_healthy(st, o.profile, o.info.active_enter_timestamp / 1e6)
+            if o.status == "held" and not st.held:
+                self.say(
+                    f"{name}: masked, but not held in the watchdog's state; `fleetctl ack {name}` unmasks it"
+                )
+                continue
+            if st.held and o.status != "held":
+                # Held but not masked: a hold from before holds were masks, or a mask removed by
+                # hand. The hold lasts until ack: mask again (a running agent keeps running).
+                try:
+                    mask.mask(mgr, o.info.name)
+                    self.say(f"{name}: held but not masked; masked again (`fleetctl ack {name}` releases it)")
+                except (OSError, FleetError) as e:
+                    self.report.problems.append(f"{name}: could not mask the held unit: {e}")
             if st.held:
                 self.say(
                     f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
@@ -169,9 +218,6 @@ class _Run:
                 continue
             if o.status == "healthy":
                 backoff.note_healthy(st, o.uptime, now)
-                if by_systemd:
-                    symptom = f"restarted by systemd {by_systemd} time(s) since the last run"
-                    self._record(o, Result("none", "healthy", "healthy now; no action"), {}, symptom, now)
         return suspects, flapping
 
     def _handle(self, o: Observation, failing: bool) -> None:

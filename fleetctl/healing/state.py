@@ -45,6 +45,9 @@ class AgentState:
     credentials_index: int = 0  # 0: secrets_file; i: alternate_secrets_files[i - 1]
     oom_kills: list[float] = field(default_factory=list)
     intent: Intent | None = None  # an action begun and not yet recorded as done (intent.py)
+    invocation_id: str | None = None  # systemd's InvocationID at the last look
+    last_look: float | None = None  # when the watchdog last read systemd's record of the agent
+    healthy_fingerprint: dict[str, str] = field(default_factory=dict)  # see healing.changes
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AgentState:
@@ -60,6 +63,9 @@ class AgentState:
             credentials_index=int(d.get("credentials_index", 0)),
             oom_kills=[float(t) for t in d.get("oom_kills", [])],
             intent=Intent.from_dict(d["intent"]) if d.get("intent") else None,
+            invocation_id=d.get("invocation_id") or None,
+            last_look=None if d.get("last_look") is None else float(d["last_look"]),
+            healthy_fingerprint={str(k): str(v) for k, v in (d.get("healthy_fingerprint") or {}).items()},
         )
 
 

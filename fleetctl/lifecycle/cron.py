@@ -12,6 +12,10 @@ non-standard runtime dir or bus), those values are written into the line as abso
 The line starts with `umask 077;`: the log holds agents' log text, so the shell must create it
 0600 after a rotation (install pre-creates it 0600 too).
 
+The two jobs never start together (`offsets`): the watchdog runs at a minute offset chosen so
+its minutes never meet the oversight pass's; where no minute can (both every minute), the
+oversight line starts with `/bin/sleep 30 &&`, so it looks after the watchdog has acted.
+
 Everything outside the markers is the user's and is written back byte for byte: the crontab
 is read into a file through a shell redirect (fleetctl.common.runcmd decodes output as text, which
 would replace non-UTF-8 bytes) and installed from a file (`crontab FILE`). One thing no tool
@@ -37,6 +41,10 @@ END = b"# END fleetctl"
 LOG_FILE = "cron.log"
 LOG_MAX_BYTES = 1024 * 1024
 WATCHDOG_OFFSET = 2  # minutes past the oversight pass, so the two do not start together
+# When no minute keeps them apart (an interval of 1 minute, or minute sets that always meet),
+# the oversight line waits this long first: the watchdog has looked and acted by then.
+OVERSEE_DELAY_SECONDS = 30
+SLEEP = "/bin/sleep"
 ENV = "/usr/bin/env"
 
 
@@ -56,6 +64,27 @@ def schedule(minutes: int, offset: int = 0) -> str:
         f"interval_minutes = {minutes} cannot be written as a cron schedule: use fewer than 60, "
         "or whole hours that divide a day (60, 120, 180, 240, 360, 480, 720, 1440)"
     )
+
+
+def minutes_of_day(minutes: int, offset: int = 0) -> set[int]:
+    """The minutes of the day (0..1439) at which `schedule(minutes, offset)` fires."""
+    schedule(minutes, offset)  # the same validation
+    if minutes < 60:
+        return {h * 60 + m for h in range(24) for m in range(offset % minutes, 60, minutes)}
+    if minutes == 24 * 60:
+        return {offset % 60}
+    return {h * 60 + offset % 60 for h in range(0, 24, minutes // 60)}
+
+
+def offsets(interval_watchdog: int, interval_oversee: int) -> tuple[int, int]:
+    """(the watchdog's minute offset, seconds the oversight line waits) so that the two jobs
+    never start in the same minute, or, when no minute offset can do that, 30 s apart."""
+    oversee = minutes_of_day(interval_oversee)
+    span = interval_watchdog if interval_watchdog < 60 else 60
+    for off in dict.fromkeys([WATCHDOG_OFFSET % span, *range(1, span)]):
+        if not minutes_of_day(interval_watchdog, off) & oversee:
+            return off, 0
+    return WATCHDOG_OFFSET, OVERSEE_DELAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -123,19 +152,21 @@ def installed_paths(profiles_dir: Path) -> LinePaths:
     )
 
 
-def _command(verb: str, where: LinePaths) -> str:
+def _command(verb: str, where: LinePaths, wait: int = 0) -> str:
     # umask 077: the shell creates cron.log (after a rotation) 0600; it holds log text.
     env = " ".join(where.env)
-    line = f"umask 077; {ENV} {env} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
+    line = "umask 077; " + (f"{SLEEP} {wait} && " if wait else "")
+    line += f"{ENV} {env} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
     line += f" >>{where.log} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 
 
 def render_block(interval_watchdog: int, interval_oversee: int, where: LinePaths = PORTABLE) -> bytes:
+    offset, delay = offsets(interval_watchdog, interval_oversee)
     lines = [
         BEGIN.decode(),
-        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', where)}",
-        f"{schedule(interval_oversee)} {_command('oversee', where)}",
+        f"{schedule(interval_watchdog, offset)} {_command('watchdog', where)}",
+        f"{schedule(interval_oversee)} {_command('oversee', where, delay)}",
         END.decode(),
     ]
     return ("\n".join(lines) + "\n").encode()

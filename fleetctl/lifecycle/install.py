@@ -21,7 +21,9 @@ from fleetctl.common.atomic import remove, write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet, Profile, load_fleet
 from fleetctl.lifecycle import hostcheck, manifest, verify
+from fleetctl.lifecycle.control import clear_start_limit
 from fleetctl.lifecycle.readiness import NAMESPACE_EXIT, job_timeout, wait_all_healthy
+from fleetctl.systemd import mask
 from fleetctl.systemd.manager import UNIT_IFACE, SystemdManager, enable_linger, linger_enabled
 from fleetctl.systemd.render import Target, render_unit
 
@@ -158,19 +160,29 @@ def install(
         if changed or (prune and plan.orphans):
             mgr.reload()
             _loaded_or_roll_back(mgr, previous)
-        units = [paths.unit_name(p.name) for p in fleet.profiles]
-        mgr.enable(units)
+        # A unit the watchdog holds is masked: systemd refuses to enable or start it, and
+        # install must not undo a hold. It is left alone, and said so.
+        held = {p.name for p in fleet.profiles if mask.is_masked(paths.unit_name(p.name))}
+        for name in sorted(held):
+            say(f"{name}: held by the watchdog; not started (fix the cause, then `fleetctl ack {name}`)")
+        startable = Fleet(
+            fleet.directory, tuple(p for p in fleet.profiles if p.name not in held), fleet.settings
+        )
+        units = [paths.unit_name(p.name) for p in startable.profiles]
+        if units:
+            mgr.enable(units)
         _save_manifest(fleet, plan, prune)
         _schedule(fleet, say)
         for line in plan.lines(prune):
             say(line)
+        clear_start_limit(mgr, mgr.units(units), say)
         if plan.update:
-            updated = [fleet.get(a) for a in plan.update]
-            mgr.restart([paths.unit_name(a) for a in plan.update], timeout=job_timeout(updated))
+            updated = [fleet.get(a) for a in plan.update if a not in held]
+            mgr.restart([paths.unit_name(p.name) for p in updated], timeout=job_timeout(updated))
         # Starting an already-active unit is a no-op for systemd: nothing unchanged restarts.
         mgr.start(units)
         if wait:
-            fallback = _wait_healthy(mgr, fleet, plan, say)
+            fallback = _wait_healthy(mgr, startable, plan, say)
             if fallback:
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
         _report_sandbox(fleet, say)
@@ -387,6 +399,9 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
     m = manifest.load()
     with SystemdManager() as mgr:
         if units:
+            for u in units:
+                if mask.unmask(None, u):  # the watchdog's hold goes with the unit
+                    say(f"unmasked {u} (it was held by the watchdog)")
             _remove_units(mgr, units, say)
             mgr.reload()
             for u in units:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fleetctl.common import paths
+from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle.readiness import READY_STATUS, health_url, ready_url
 from fleetctl.systemd.manager import SystemdManager
@@ -35,6 +36,21 @@ class AgentStatus:
     cost_today_usd: float | None = None  # from `oversee`'s usage records; None: not reporting
     ready: str = "-"  # health.ready_path: "ok" | "fail" | "-" (no ready_path, or not probed)
     isolation: str = "on"  # "on", or "off: <why>" (lifecycle.isolation)
+    # Held by the watchdog after an escalation: the unit is masked until `fleetctl ack`.
+    held: bool = False
+    held_since: float | None = None
+    held_reason: str = ""
+
+
+def _holds() -> dict[str, tuple[float, str]]:
+    """agent -> (since, reason) from the watchdog's state; empty when it cannot be read."""
+    from fleetctl.healing import state
+
+    try:
+        st = state.parse(state.state_path().read_text(), str(state.state_path()))
+    except (OSError, FleetError):
+        return {}
+    return {name: (a.held.since, a.held.reason) for name, a in st.agents.items() if a.held}
 
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
@@ -60,6 +76,7 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     ready = {name: r for (name, kind), r in probed.items() if kind == "ready"}
     today = _cost_today(fleet)
     now_us = time.time() * 1e6
+    holds = _holds()
     rows = []
     for p in fleet.profiles:
         u = units[paths.unit_name(p.name)]
@@ -93,6 +110,9 @@ def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
                 active_enter_timestamp=u.active_enter_timestamp,
                 cost_today_usd=today.get(p.name, 0.0) if p.cost.path else None,
                 isolation="on" if (off := isolation_off(p)) is None else f"off: {off}",
+                held=u.load_state == "masked" or p.name in holds,
+                held_since=holds[p.name][0] if p.name in holds else None,
+                held_reason=holds[p.name][1] if p.name in holds else "",
             )
         )
     return rows
@@ -163,7 +183,8 @@ def table(rows: list[AgentStatus]) -> list[str]:
         (
             r.agent,
             r.unit,
-            "not-installed" if r.load_state == "not-found" else f"{r.active_state}/{r.sub_state}",
+            ("not-installed" if r.load_state == "not-found" else f"{r.active_state}/{r.sub_state}")
+            + (" HELD" if r.held else ""),
             str(r.main_pid or "-"),
             str(r.port),
             f"{r.health} {r.health_detail}".strip() + _ready_note(r.ready),
@@ -180,6 +201,18 @@ def table(rows: list[AgentStatus]) -> list[str]:
             for b, r in zip(body, rows, strict=True)
         ]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=False)]
-    return [
+    out = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in (header, *body)
     ]
+    for r in rows:
+        if r.held:
+            since = f" since {_iso(r.held_since)}" if r.held_since else ""
+            why = f": {r.held_reason}" if r.held_reason else ""
+            out.append(
+                f"{r.agent}: HELD by the watchdog{since}{why}; fix the cause, then `fleetctl ack {r.agent}`"
+            )
+    return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -53,8 +53,6 @@ def read(job: str) -> Heartbeat | None:
     if when is None:
         raise FleetError(f'{path}: heartbeat without a time ("ts" or "time")')
     detail = next((str(data[k]) for k in ("error", "summary", "detail") if data.get(k)), "")
-    if not detail and data.get("held"):  # the watchdog's ok=false: agents held for a human
-        detail = "held: " + ", ".join(map(str, data["held"]))
     return Heartbeat(when, data.get("ok") is not False, detail[:200])
 
 

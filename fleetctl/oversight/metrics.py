@@ -41,6 +41,7 @@ class FleetMetrics:
     open_violations: Sequence[tuple[str, str]] = ()
     watchdog_last_run: float | None = None  # unix seconds
     oversee_last_run: float | None = None
+    pages_suppressed: Mapping[str, int] = field(default_factory=dict)  # "check/reason" -> count
 
 
 @dataclass
@@ -97,6 +98,12 @@ def render(samples: FleetMetrics) -> str:
         "gauge",
         "USD the agent spent since local midnight, from its usage report (see fleetctl cost).",
     )
+    suppressed = _Family(
+        "fleetctl_pages_suppressed_total",
+        "counter",
+        "Pages held back (a down agent systemd is restarting, that the watchdog holds or still has "
+        "time to fix), by check and reason; once per episode.",
+    )
     names = [a.agent for a in samples.agents]
     if len(set(names)) != len(names):
         # Prometheus rejects the whole file on a duplicate series; fail here, where it is clear.
@@ -118,8 +125,12 @@ def render(samples: FleetMetrics) -> str:
     if samples.oversee_last_run is not None:
         oversee.samples.append(({}, samples.oversee_last_run))
 
+    for key, count in samples.pages_suppressed.items():
+        check, _, reason = key.partition("/")
+        suppressed.samples.append(({"check": check, "reason": reason}, float(count)))
+
     lines: list[str] = []
-    for fam in (up, latency, restarts, actions, violations, cost, watchdog, oversee):
+    for fam in (up, latency, restarts, actions, violations, cost, watchdog, oversee, suppressed):
         if not fam.samples:
             continue  # a family with no samples says nothing; leaving it out keeps the file honest
         lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")

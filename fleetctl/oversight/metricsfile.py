@@ -74,6 +74,7 @@ def build(
     rows: Sequence[AgentStatus],
     violations: Sequence[Violation],
     oversee_last_run: float | None = None,
+    suppressed_total: dict[str, int] | None = None,
 ) -> FleetMetrics:
     actions = watchdog_actions()
     from fleetctl.cost import store
@@ -95,6 +96,7 @@ def build(
         open_violations=[(v.agent, v.check) for v in violations],
         watchdog_last_run=_last_run("watchdog"),
         oversee_last_run=oversee_last_run if oversee_last_run is not None else _last_run("oversee"),
+        pages_suppressed=dict(suppressed_total or {}),
     )
 
 

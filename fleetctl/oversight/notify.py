@@ -9,13 +9,17 @@ same JSON a webhook channel gets) and, in every case, appended as one line to th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from fleetctl.alerts import dispatch, webhook
 from fleetctl.alerts.dispatch import DispatchReport
 from fleetctl.alerts.model import Alert
 from fleetctl.common import bulletin, paths
+from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.oversight.heartbeat import iso
@@ -91,21 +95,53 @@ def inbox_urls(fleet: Fleet) -> list[tuple[str, str]]:
     ]
 
 
+INBOX_QUEUE = "inbox-queue.json"
+INBOX_QUEUE_MAX = 500  # messages kept per coordinator while it is down; the oldest go first
+
+
+def _queue_path() -> Path:
+    return paths.state_dir() / INBOX_QUEUE
+
+
+def _load_queue() -> dict[str, list[dict[str, Any]]]:
+    try:
+        doc = json.loads(_queue_path().read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {}  # a torn queue loses undelivered copies; the bulletin still has every one
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): [m for m in v if isinstance(m, dict)] for k, v in doc.items() if isinstance(v, list)}
+
+
+def _save_queue(queue: dict[str, list[dict[str, Any]]]) -> None:
+    kept = {k: v[-INBOX_QUEUE_MAX:] for k, v in sorted(queue.items()) if v}
+    if not kept and not _queue_path().exists():
+        return
+    write_atomic(_queue_path(), json.dumps(kept, sort_keys=True) + "\n", mode=0o600)
+
+
 def inject(fleet: Fleet, new: Sequence[Violation], now: float) -> list[str]:
     """POST each new violation to every coordinator inbox; a line per coordinator saying how
-    it went. Not retried: the bulletin, written in every case, is the durable copy."""
+    it went. Messages a coordinator could not take are kept (inbox-queue.json, 0600) and sent
+    first at the next pass, oldest first; the bulletin, written in every case, stays the
+    durable copy."""
     targets = inbox_urls(fleet)
-    if not new or not targets:
+    queue = _load_queue()
+    if not targets or not (new or any(queue.get(agent) for agent, _ in targets)):
         return []
     import httpx
 
     out = []
     with httpx.Client(trust_env=False, follow_redirects=False, timeout=INBOX_TIMEOUT) as client:
         for agent, url in targets:
+            waiting = queue.get(agent, [])
+            todo = [*waiting, *(webhook.payload(v.alert(now)) for v in new)]
             ok, failed = 0, ""
-            for v in new:
+            for message in todo:
                 try:
-                    r = client.post(url, json=webhook.payload(v.alert(now)))
+                    r = client.post(url, json=message)
                     if r.is_success:
                         ok += 1
                         continue
@@ -113,8 +149,14 @@ def inject(fleet: Fleet, new: Sequence[Violation], now: float) -> list[str]:
                 except httpx.HTTPError as e:
                     failed = f"{type(e).__name__}: {e}"
                 break  # the coordinator is not taking messages; don't wait on it once per violation
-            line = f"inbox {agent}: {ok} of {len(new)} delivered"
-            out.append(line + (f"; stopped: {failed} (see the bulletin)" if failed else ""))
+            queue[agent] = todo[ok:]
+            line = f"inbox {agent}: {ok} of {len(todo)} delivered"
+            if waiting:
+                line += f" ({len(waiting)} kept from earlier passes)"
+            if failed:
+                line += f"; stopped: {failed}; {len(todo) - ok} kept for the next pass (see the bulletin)"
+            out.append(line)
+    _save_queue(queue)
     return out
 
 

@@ -23,7 +23,7 @@ from fleetctl.cost import check as cost_check
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
 from fleetctl.oversight import heartbeat, metricsfile, notify, outbox, review, usage, usercheck
-from fleetctl.oversight.agents import UP_STATES, agent_down
+from fleetctl.oversight.agents import UP_STATES, Suppressed, WatchdogView, agent_down, wait_for_watchdog
 from fleetctl.oversight.drift import config_drift
 from fleetctl.oversight.model import CheckError, Findings, Violation
 from fleetctl.oversight.state import OversightState
@@ -44,6 +44,9 @@ class OversightReport:
     new: list[Violation] = field(default_factory=list)
     resolved: list[Violation] = field(default_factory=list)
     errors: list[CheckError] = field(default_factory=list)  # checks that could not run
+    # Held-back pages (agent-down waiting for the watchdog's verdict): counted, never hidden.
+    suppressed: list[Suppressed] = field(default_factory=list)
+    suppressed_total: dict[str, int] = field(default_factory=dict)  # "check/reason" -> count, ever
     problems: list[str] = field(default_factory=list)  # anything else the pass could not do
     alerts: notify.Delivered = field(default_factory=notify.Delivered)
     inbox: list[str] = field(default_factory=list)
@@ -53,6 +56,16 @@ class OversightReport:
     archived: int = 0  # bulletin entries moved to the archive
     metrics_file: str = ""
     seconds: float = 0.0
+
+    @property
+    def pass_errors(self) -> list[CheckError]:
+        """Checks that could not run at all. A check that failed on one agent (its /usage timed
+        out) is that agent's trouble, reported for it: the pass degrades, it does not fail."""
+        return [e for e in self.errors if not e.agent]
+
+    @property
+    def degraded(self) -> list[CheckError]:
+        return [e for e in self.errors if e.agent]
 
     @property
     def ok(self) -> bool:
@@ -68,9 +81,13 @@ class OversightReport:
         ]
         out += [f"  {'NEW ' if v.key in new else '    '}{v.line()}" for v in self.violations]
         out += [f"  RESOLVED {v.check} on {v.agent or 'fleet'}" for v in self.resolved]
+        out += [
+            f"  HELD BACK {s.violation.check} on {s.violation.agent}: {s.detail}" for s in self.suppressed
+        ]
+        out += [f"  check degraded: {e.line()}" for e in self.degraded]
         told = [line for line in self.alerts.lines() if not line.startswith(notify.TROUBLE_PREFIXES)]
         out += [f"alerts: {line}" for line in told]
-        out += [line for line in self.inbox if "stopped:" not in line]
+        out += self.inbox  # undelivered messages are kept for the next pass: not trouble
         out += [f"cost: {line}" for line in self.cost]
         if self.bulletin:
             out.append(f"bulletin: {self.bulletin} line(s) appended to {paths.bulletin_file()}")
@@ -85,9 +102,8 @@ class OversightReport:
     def trouble(self) -> list[str]:
         """What a human must look at. On stderr, so a cron line ending in `>/dev/null` mails
         exactly these (and nothing when all went well)."""
-        out = [f"check error: {e.line()}" for e in self.errors]
+        out = [f"check error: {e.line()}" for e in self.pass_errors]
         out += [f"alerts: {line}" for line in self.alerts.trouble()]
-        out += [line for line in self.inbox if "stopped:" in line]
         return out + [f"problem: {p}" for p in self.problems]
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +115,9 @@ class OversightReport:
             "new": [v.key for v in self.new],
             "resolved": [v.key for v in self.resolved],
             "errors": [{"check": e.check, "agent": e.agent, "message": e.message} for e in self.errors],
+            "degraded": sorted({e.agent for e in self.degraded}),
+            "suppressed": [s.to_dict() for s in self.suppressed],
+            "suppressed_total": dict(sorted(self.suppressed_total.items())),
             "problems": list(self.problems),
             "alerts": {"reports": [r.to_dict() for r in self.alerts.reports], "errors": self.alerts.errors},
             "inbox": list(self.inbox),
@@ -207,9 +226,12 @@ def _pass(fleet: Fleet, metrics_path: Path | None) -> OversightReport:
     report.seconds = time.monotonic() - started
     heartbeat.write(
         "oversee",
-        not report.errors,
+        not report.pass_errors,
         now,
-        summary=f"{len(report.violations)} open, {len(report.new)} new, {len(report.errors)} check error(s)",
+        summary=(
+            f"{len(report.violations)} open, {len(report.new)} new, {len(report.pass_errors)} check "
+            f"error(s), {len(report.degraded)} agent check(s) degraded, {len(report.suppressed)} held back"
+        ),
     )
     return report
 
@@ -227,7 +249,7 @@ def _look(
     agent_masks: dict[str, Callable[[str], str]] = {p.name: secrets.mask for p in fleet.profiles}
     rows, target, found = _look_at_manager(fleet)
     if rows is not None:
-        found.violations += agent_down(rows)
+        _agent_down(fleet, rows, state, found, now, report)
     checks: list[tuple[tuple[str, ...], Callable[[], Findings]]] = [
         (("watchdog-stale",), lambda: Findings(heartbeat.watchdog_violations(fleet, now))),
         (("config-drift",), lambda: config_drift(fleet, target, agent_masks)),
@@ -262,6 +284,36 @@ def _scrub(report: OversightReport, mask: Callable[[str], str]) -> None:
     report.resolved = [clean(v) for v in report.resolved]
     report.errors = [dataclasses.replace(e, message=mask(e.message)) for e in report.errors]
     report.problems = [mask(p) for p in report.problems]
+
+
+def _agent_down(
+    fleet: Fleet,
+    rows: list[status.AgentStatus],
+    state: OversightState,
+    found: Findings,
+    now: float,
+    report: OversightReport,
+) -> None:
+    """agent-down waits for the watchdog's verdict (oversight.agents); what it holds back is
+    counted once per episode and reason, and listed in the report."""
+    down = agent_down(rows)
+    state.down_since = {v.agent: state.down_since.get(v.agent, now) for v in down}
+    try:
+        running = not heartbeat.staleness(fleet, now)["watchdog"]["stale"]
+    except FleetError:
+        running = False
+    page, held_back = wait_for_watchdog(fleet, rows, down, state.down_since, WatchdogView(running), now)
+    for s in held_back:
+        if s.violation.key in state.open:
+            page.append(s.violation)  # paged already: it stays open, dedup sends nothing new
+            continue
+        report.suppressed.append(s)
+        counter = f"{s.violation.check}/{s.reason}"
+        if state.suppressed.get(s.violation.key) != s.reason:
+            state.suppressed_total[counter] = state.suppressed_total.get(counter, 0) + 1
+    state.suppressed = {s.violation.key: s.reason for s in report.suppressed}
+    report.suppressed_total = dict(state.suppressed_total)
+    found.violations += page
 
 
 def _tell(fleet: Fleet, secrets: dict[str, str], now: float, report: OversightReport) -> None:
@@ -312,7 +364,9 @@ def _remember(
         report.problems.append("metrics: not refreshed (unit states unknown)")
         return
     try:
-        samples = metricsfile.build(rows, report.violations, oversee_last_run=now)
+        samples = metricsfile.build(
+            rows, report.violations, oversee_last_run=now, suppressed_total=report.suppressed_total
+        )
         report.metrics_file = str(metricsfile.write(metrics_path, samples))
     except (FleetError, OSError) as e:
         report.problems.append(f"metrics: {e}")
@@ -325,4 +379,5 @@ def metrics(fleet: Fleet, output: Path | None = None) -> Path:
     with SystemdManager() as mgr:
         rows = status.collect(fleet, mgr)
     state, _ = OversightState.load(paths.state_dir(), move_aside=False)
-    return metricsfile.write(output, metricsfile.build(rows, list(state.open.values())))
+    samples = metricsfile.build(rows, list(state.open.values()), suppressed_total=state.suppressed_total)
+    return metricsfile.write(output, samples)

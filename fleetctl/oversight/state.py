@@ -28,6 +28,9 @@ class OversightState:
     # the verdict then (a violation or None) are reused.
     review_digest: str = ""
     review_violation: Violation | None = None
+    down_since: dict[str, float] = field(default_factory=dict)  # agent -> first pass that saw it down
+    suppressed: dict[str, str] = field(default_factory=dict)  # key -> why its page is held back now
+    suppressed_total: dict[str, int] = field(default_factory=dict)  # "check/reason" -> episodes, ever
 
     @staticmethod
     def path(state_dir: Path) -> Path:
@@ -50,6 +53,9 @@ class OversightState:
                 first_seen={k: float(v) for k, v in data.get("first_seen", {}).items()},
                 review_digest=str(review.get("digest", "")),
                 review_violation=Violation.from_dict(last) if last else None,
+                down_since={str(k): float(v) for k, v in data.get("down_since", {}).items()},
+                suppressed={str(k): str(v) for k, v in data.get("suppressed", {}).items()},
+                suppressed_total={str(k): int(v) for k, v in data.get("suppressed_total", {}).items()},
             ), ""
         except FileNotFoundError:
             return cls(), ""
@@ -68,6 +74,9 @@ class OversightState:
             "version": VERSION,
             "open": {k: v.to_dict() for k, v in sorted(self.open.items())},
             "first_seen": dict(sorted(self.first_seen.items())),
+            "down_since": dict(sorted(self.down_since.items())),
+            "suppressed": dict(sorted(self.suppressed.items())),
+            "suppressed_total": dict(sorted(self.suppressed_total.items())),
             "review": {
                 "digest": self.review_digest,
                 "violation": self.review_violation.to_dict() if self.review_violation else None,
