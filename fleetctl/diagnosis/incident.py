@@ -18,7 +18,8 @@ class Incident:
     `log_lines` are the last journal lines, raw; `diagnose()` redacts the whole incident
     before anything (prompt or rules) looks at it. `recent_ooms` counts OOM incidents of this
     agent earlier in the watchdog's window, not this one. `has_alternate_credentials` says
-    whether the profile declares a second credentials set to switch to.
+    whether the profile declares a second credentials set to switch to. `history` summarises
+    this agent's recent incidents, so a model can see a remedy that did not last.
     """
 
     agent: str
@@ -31,6 +32,8 @@ class Incident:
     bad_config_statuses: frozenset[int] = frozenset({78})  # 78 = EX_CONFIG
     recent_ooms: int = 0
     has_alternate_credentials: bool = False
+    # One line per earlier incident of this agent, oldest first (time, symptom, verdict, result).
+    history: Sequence[str] = ()
 
     def redacted(self, redactor: TextRedactor) -> Incident:
         """Copy with every free-text field redacted. Unit properties are included because
@@ -40,4 +43,5 @@ class Incident:
             symptom=redactor.redact(self.symptom),
             log_lines=tuple(redactor.redact(line) for line in self.log_lines),
             unit_properties={k: redactor.redact(str(v)) for k, v in self.unit_properties.items()},
+            history=tuple(redactor.redact(line) for line in self.history),
         )

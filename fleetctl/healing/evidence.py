@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from fleetctl.diagnosis.providers import Provider, providers_from_env
 from fleetctl.diagnosis.redact import Redactor, read_env_file
 from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile
 from fleetctl.fleet.schema import SECRETISH
+from fleetctl.healing import incidents
 from fleetctl.healing.observe import Observation
 from fleetctl.systemd.journal import tail
 
@@ -31,6 +33,8 @@ LOG_LINES = 50
 EXCERPT_LINES = 20  # kept in the incident log: enough to see what happened, not a log archive
 DIAGNOSIS_BUDGET = 25.0  # seconds for the whole Groq -> Anthropic -> rules chain, per agent
 DEFAULT_BAD_CONFIG = frozenset({78})  # EX_CONFIG, when the profile names no exit status
+HISTORY_SECONDS = 24 * 3600  # earlier incidents shown to the model: the last day's
+HISTORY_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,22 @@ class Evidence:
     config_detail: str
 
 
+def history(agent: str, now: float | None = None) -> list[str]:
+    """This agent's recent incidents, one line each, oldest first; redacted again in diagnose()."""
+    since = (now or time.time()) - HISTORY_SECONDS
+    lines = []
+    for rec in incidents.read(agent=agent, since=since)[-HISTORY_LINES:]:
+        diag = rec.get("diagnosis") or {}
+        verdict = (
+            f"{diag.get('action')} (rule {rec.get('rules')}, by {rec.get('provider')})" if diag else "none"
+        )
+        lines.append(
+            f"{rec.get('time')} {rec.get('symptom')} -> diagnosis {verdict} -> {rec.get('action')}"
+            f" -> {rec.get('verification')}"
+        )
+    return lines
+
+
 def gather(obs: Observation, recent_ooms: int) -> Evidence:
     p, info = obs.profile, obs.info
     got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
@@ -121,6 +141,7 @@ def gather(obs: Observation, recent_ooms: int) -> Evidence:
         bad_config_statuses=frozenset(p.restart.bad_config_exit_statuses) or DEFAULT_BAD_CONFIG,
         recent_ooms=recent_ooms,
         has_alternate_credentials=bool(p.alternate_secrets_files),
+        history=tuple(history(p.name)),
     )
     return Evidence(incident, got.source, detail)
 

@@ -43,6 +43,10 @@ class AgentState:
     held: Hold | None = None
     credentials_index: int = 0  # 0: secrets_file; i: alternate_secrets_files[i - 1]
     oom_kills: list[float] = field(default_factory=list)
+    # The rule whose remedy last verified, and when: the same cause back inside the window
+    # escalates instead of repeating the remedy (healing.respond.REPEAT_WINDOW).
+    remedied_rule: str | None = None
+    remedied_at: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AgentState:
@@ -57,6 +61,8 @@ class AgentState:
             held=None if not held else Hold(float(held["since"]), str(held["reason"])),
             credentials_index=int(d.get("credentials_index", 0)),
             oom_kills=[float(t) for t in d.get("oom_kills", [])],
+            remedied_rule=d.get("remedied_rule"),
+            remedied_at=None if d.get("remedied_at") is None else float(d["remedied_at"]),
         )
 
 
