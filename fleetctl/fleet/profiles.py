@@ -115,13 +115,14 @@ class Profile:
 
 @dataclass(frozen=True)
 class FleetSettings:
-    watchdog_interval_minutes: int = 15
+    watchdog_interval_minutes: int = 1
     groq_model: str = "llama-3.1-8b-instant"
     anthropic_model: str = "claude-haiku-4-5"
     oversight_interval_minutes: int = 5
     alerts_dedup_window: float = 3600.0
     alert_channels: tuple[dict[str, Any], ...] = ()
     review_checklist: str | None = None
+    providers: tuple[dict[str, Any], ...] = ()  # [[watchdog.providers]]; () = Groq, Anthropic
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         alerts_dedup_window=float(d["alerts.dedup_window"]),
         alert_channels=tuple(d["alerts.channels"]),
         review_checklist=d["oversight.review_checklist"],
+        providers=tuple(d["watchdog.providers"]),
     )
     return defaults, settings
 

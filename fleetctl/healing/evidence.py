@@ -19,7 +19,7 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose
 from fleetctl.diagnosis.incident import Incident
-from fleetctl.diagnosis.providers import Provider, providers_from_env
+from fleetctl.diagnosis.providers import Provider, providers_from_config, providers_from_env
 from fleetctl.diagnosis.redact import Redactor, read_env_file
 from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile
 from fleetctl.fleet.schema import SECRETISH
@@ -57,6 +57,10 @@ class FleetEnv:
 
 
 def providers(env: Mapping[str, str], settings: FleetSettings) -> list[Provider]:
+    if settings.providers:  # the user's own chain, in the user's order
+        return providers_from_config(
+            settings.providers, env, groq_model=settings.groq_model, anthropic_model=settings.anthropic_model
+        )
     # fleet.toml's [watchdog] models, unless the environment names one for a one-off run.
     env = {
         "FLEETCTL_GROQ_MODEL": settings.groq_model,

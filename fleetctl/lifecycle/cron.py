@@ -71,7 +71,7 @@ def _line_env() -> list[str]:
     return out
 
 
-def _command(verb: str, profiles_dir: Path) -> str:
+def _command(verb: str, profiles_dir: Path, *extra: str) -> str:
     argv = [
         ENV,
         *_line_env(),
@@ -81,6 +81,7 @@ def _command(verb: str, profiles_dir: Path) -> str:
         verb,
         "--profiles",
         str(profiles_dir.resolve()),
+        *extra,
     ]
     line = f"{shlex.join(argv)} >>{shlex.quote(str(log_path()))} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
@@ -89,7 +90,8 @@ def _command(verb: str, profiles_dir: Path) -> str:
 def render_block(interval_watchdog: int, interval_oversee: int, profiles_dir: Path) -> bytes:
     lines = [
         BEGIN.decode(),
-        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', profiles_dir)}",
+        # --quiet: a run every minute over a healthy fleet leaves nothing in cron.log.
+        f"{schedule(interval_watchdog, WATCHDOG_OFFSET)} {_command('watchdog', profiles_dir, '--quiet')}",
         f"{schedule(interval_oversee)} {_command('oversee', profiles_dir)}",
         END.decode(),
     ]
