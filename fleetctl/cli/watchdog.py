@@ -63,7 +63,7 @@ def incident_rows(records: list[dict[str, Any]]) -> list[str]:
             out.append(f"{'':<21} {'':<14} {'':<19} {'':<9} {'':<17} -> {r['detail']}")
     if len(out) == 1:
         return ["no incidents recorded"]
-    out.append("BY: who diagnosed (groq, anthropic, rules); * = fell back along the chain")
+    out.append("BY: who diagnosed (a provider's name, or rules); * = fell back along the chain")
     return out
 
 
