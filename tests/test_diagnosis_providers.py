@@ -112,9 +112,18 @@ def test_whole_chain_is_bounded_by_the_budget(llm: FakeLLM) -> None:
 
 def test_secrets_are_redacted_before_they_reach_a_local_server(llm: FakeLLM) -> None:
     canary = "c4n4ry-openai-compat-9b1e"
-    incident = Incident("scout", "unit failed", (f"token {canary}", "Authorization: Bearer abcdefgh12345678"))
+    incident = Incident(
+        "scout",
+        "unit failed",
+        (f"token {canary}", "Authorization: Bearer abcdefgh12345678"),
+        history=(
+            f"2026-11-30T04:12:09Z unit failed: token {canary} -> diagnosis restart -> restart -> healthy",
+        ),
+    )
     llm.script("openai", Reply.diagnosis("restart", f"echo {canary}"))
     out = diagnose(incident, [local(llm)], Redactor([canary]))
+    user = llm.requests_for("openai")[0].json()["messages"][1]["content"]
+    assert "token [REDACTED] -> diagnosis restart -> restart -> healthy" in user  # history, redacted
     assert canary not in llm.all_traffic() and "abcdefgh12345678" not in llm.all_traffic()
     assert canary not in json.dumps(out.as_dict())
 
@@ -205,3 +214,20 @@ def test_two_providers_with_one_name_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ProfileErrors, match="declared twice"):
         load_fleet(tmp_path)
+
+
+def test_a_declared_key_is_redacted_whatever_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetctl.healing.evidence import FleetEnv
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("LOCAL_LLM_AUTH", "plain-value-4c1e9b")  # no KEY/TOKEN in the name
+    (tmp_path / "a.toml").write_text(GOOD)
+    (tmp_path / "fleet.toml").write_text(
+        '[[watchdog.providers]]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        'api_key_env = "LOCAL_LLM_AUTH"\n'
+    )
+    fenv = FleetEnv.load(load_fleet(tmp_path))
+    assert "plain-value-4c1e9b" in fenv.secrets

@@ -52,7 +52,9 @@ class FleetEnv:
         from fleetctl.oversight.secrets import alert_secrets
 
         env, problems = alert_secrets(fleet)
-        secret = [v for k, v in env.items() if os.environ.get(k) != v or SECRETISH.search(k)]
+        # A declared provider's key is a secret whatever its variable is called.
+        keys = {e["api_key_env"] for e in fleet.settings.providers if e.get("api_key_env")}
+        secret = [v for k, v in env.items() if os.environ.get(k) != v or SECRETISH.search(k) or k in keys]
         return cls(env, tuple(secret), tuple(problems))
 
 
