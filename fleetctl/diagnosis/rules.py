@@ -31,6 +31,11 @@ MATCH_MAX = 80  # characters of the matched text quoted in a cause
 # the process never ran, so a restart repeats the same failure.
 SYSTEMD_SETUP_STATUSES = range(200, 244)
 
+# The user manager's own line as the journal shows it for the unit ("Starting fleet-x.service -
+# fleetctl agent x..."): the journal tail spans invocations, and an error an earlier run printed
+# (a disk that was full yesterday) must not decide about today's hang.
+_STARTING = re.compile(r"(?:^|\s)Starting [\w@.\\-]+\.service(?: - |\.\.\.|$)")
+
 # "port 8080" or host:port; a bare ":NN" would also hit journal timestamps (12:34:56).
 _PORT_NUMBER = re.compile(
     r"(?i)\bport\W{0,3}(\d{2,5})\b|(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\]|\*|::):(\d{2,5})\b"
@@ -144,6 +149,14 @@ def _oom(incident: Incident, cause: str) -> Diagnosis:
     return Diagnosis(Action.RESTART, _fit(cause), "oom")
 
 
+def current_invocation(lines: Sequence[str]) -> Sequence[str]:
+    """The lines from the unit's last start on (all of them when no start line is in view)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if _STARTING.search(lines[i]):
+            return lines[i:]
+    return lines
+
+
 def apply_rules(incident: Incident) -> Diagnosis:
     """First matching rule's verdict; an unrecognised failure gets a plain restart."""
     if incident.exit_status in incident.bad_config_statuses:
@@ -161,7 +174,7 @@ def apply_rules(incident: Incident) -> Diagnosis:
         assert rule is not None
         cause = rule.cause.replace("{match}", f"exit status {incident.exit_status}")
         return Diagnosis(Action.ESCALATE, _fit(cause), rule.rule_id)
-    text = "\n".join(incident.log_lines)
+    text = "\n".join(current_invocation(incident.log_lines))
     for rule in text_rules():
         if m := rule.search(text):
             return _verdict(rule, m, incident)
