@@ -116,7 +116,7 @@ def ask(
     return None, notes
 
 
-def redactor_for(p: Profile, secrets: Mapping[str, str]) -> Redactor:
+def redactor_for(p: Profile, secrets: Mapping[str, str], extra: Sequence[str] = ()) -> Redactor:
     """The coordinator's own secrets, every alert-channel secret and the provider keys."""
     values: list[str] = []
     for f in filter(None, (p.secrets_file, *p.alternate_secrets_files)):
@@ -129,6 +129,7 @@ def redactor_for(p: Profile, secrets: Mapping[str, str]) -> Redactor:
     except OSError:
         pass
     values += [secrets.get(k, "") for k in ("GROQ_API_KEY", "ANTHROPIC_API_KEY")]
+    values += extra
     return Redactor(values, p.watchdog.redact)
 
 
@@ -140,8 +141,11 @@ def review(
     last_digest: str,
     last: Violation | None,
     providers: Sequence[Provider] | None = None,
+    extra_secrets: Sequence[str] = (),
 ) -> tuple[Findings, str]:
-    """(findings, digest to remember). Same digest as last time: the last verdict, no call."""
+    """(findings, digest to remember). Same digest as last time: the last verdict, no call.
+    `providers`: the chain fleet.toml declares (None: Groq, Anthropic from `secrets`);
+    `extra_secrets`: its keys, redacted like the default providers' keys."""
     got = Findings()
     try:
         checklist = checklist_path.read_text(errors="replace")
@@ -150,7 +154,7 @@ def review(
         return got, last_digest
     if not log_lines:
         return got, last_digest  # nothing logged, nothing to judge
-    redactor = redactor_for(coordinator, secrets)
+    redactor = redactor_for(coordinator, secrets, extra_secrets)
     safe = [redactor.redact(line) for line in log_lines]
     digest = hashlib.sha256("\n".join([checklist, *safe]).encode()).hexdigest()
     if digest == last_digest:

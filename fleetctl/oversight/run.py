@@ -18,6 +18,7 @@ from typing import Any
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
+from fleetctl.diagnosis.providers import providers_from_config
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
 from fleetctl.oversight import heartbeat, metricsfile, notify, review, usage, usercheck
@@ -153,6 +154,19 @@ def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Fin
     coordinator = next((p for p in fleet.profiles if p.role == "coordinator"), None)
     if not checklist or coordinator is None:
         return Findings()
+    # The chain fleet.toml declares, so "logs never leave the host" holds here too.
+    declared = fleet.settings.providers
+    chain = (
+        providers_from_config(
+            declared,
+            secrets,
+            groq_model=fleet.settings.groq_model,
+            anthropic_model=fleet.settings.anthropic_model,
+        )
+        if declared
+        else None
+    )
+    keys = [secrets.get(e["api_key_env"], "") for e in declared if e.get("api_key_env")]
     got, state.review_digest = review.review(
         coordinator,
         paths.expand(str(checklist)),
@@ -160,6 +174,8 @@ def _review(fleet: Fleet, state: OversightState, secrets: dict[str, str]) -> Fin
         secrets,
         state.review_digest,
         state.review_violation,
+        providers=chain,
+        extra_secrets=keys,
     )
     state.review_violation = next((v for v in got.violations if v.check == "checklist"), None)
     return got
