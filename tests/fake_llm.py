@@ -1,9 +1,12 @@
-"""A local stand-in for the Groq and Anthropic HTTP APIs, for tests that use the real SDKs.
+"""A local stand-in for the Groq, Anthropic and OpenAI-compatible HTTP APIs, for tests that
+use the real SDKs (and fleetctl's own httpx client for OpenAI-compatible servers).
 
-One server speaks both shapes, told apart by path:
+One server speaks every shape, told apart by path:
 
 - Groq (OpenAI-style): ``POST /openai/v1/chat/completions`` -> ``choices[0].message.content``
 - Anthropic:           ``POST /v1/messages``                -> ``content[0].text``
+- OpenAI-compatible:   ``POST /v1/chat/completions``        -> ``choices[0].message.content``
+  (what Ollama, vLLM, llama.cpp, OpenRouter and LiteLLM serve; base URL ``server.url + "/v1"``)
 
 Point the SDKs at it with ``base_url=server.url`` (both SDKs append their own paths), or give
 ``server.env()`` to ``providers_from_env``. Every request is recorded (path, headers, raw body)
@@ -36,11 +39,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-ProviderName = Literal["groq", "anthropic"]
+ProviderName = Literal["groq", "anthropic", "openai"]
 
 GROQ_PATH = "/openai/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
-_PATHS: dict[str, ProviderName] = {GROQ_PATH: "groq", ANTHROPIC_PATH: "anthropic"}
+OPENAI_PATH = "/v1/chat/completions"
+_PATHS: dict[str, ProviderName] = {GROQ_PATH: "groq", ANTHROPIC_PATH: "anthropic", OPENAI_PATH: "openai"}
 
 # Provider-style error `type`s, so the SDKs parse error bodies the way they would in production.
 _GROQ_ERRORS = {401: "invalid_api_key", 403: "permission_denied", 429: "rate_limit_exceeded"}
@@ -129,7 +133,7 @@ class RecordedRequest:
 
 def _envelope(provider: ProviderName, reply: Reply, request: dict[str, Any], n: int) -> dict[str, Any]:
     model = request.get("model", "fake-model")
-    if reply.status == 200 and provider == "groq":
+    if reply.status == 200 and provider in ("groq", "openai"):
         return {
             "id": f"chatcmpl-fake-{n}",
             "object": "chat.completion",
@@ -156,7 +160,7 @@ def _envelope(provider: ProviderName, reply: Reply, request: dict[str, Any], n: 
             "stop_sequence": None,
             "usage": {"input_tokens": 10, "output_tokens": 10},
         }
-    if provider == "groq":
+    if provider in ("groq", "openai"):
         kind = _GROQ_ERRORS.get(reply.status, "internal_server_error")
         return {"error": {"message": reply.content, "type": kind, "code": kind}}
     kind = _ANTHROPIC_ERRORS.get(reply.status, "api_error")
@@ -169,7 +173,11 @@ class FakeLLM:
     def __init__(self, *, default: Reply | None = None) -> None:
         self.default = default or Reply.server_error(500)
         self._lock = threading.Lock()
-        self._scripts: dict[ProviderName, deque[Reply]] = {"groq": deque(), "anthropic": deque()}
+        self._scripts: dict[ProviderName, deque[Reply]] = {
+            "groq": deque(),
+            "anthropic": deque(),
+            "openai": deque(),
+        }
         self._requests: list[RecordedRequest] = []
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -214,7 +222,8 @@ class FakeLLM:
     # -- configuration ---------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """Base URL for either SDK (they add /openai/v1/... or /v1/messages themselves)."""
+        """Base URL for either SDK (they add /openai/v1/... or /v1/messages themselves); an
+        OpenAI-compatible client takes ``url + "/v1"`` and adds /chat/completions."""
         assert self._server is not None, "FakeLLM not started"
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"

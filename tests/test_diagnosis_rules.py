@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.incident import Incident
-from fleetctl.diagnosis.rules import RULES, apply_rules
+from fleetctl.diagnosis.rules import apply_rules, fix_for, non_recoverable, parse_table, text_rules
 
 
 def incident(lines: tuple[str, ...] = (), **kw: Any) -> Incident:
@@ -68,7 +69,7 @@ CASES: list[tuple[str, dict[str, Any], Action, str]] = [
     ),
     (
         "expired",
-        {"lines": ("upstream said: token has expired",), "has_alternate_credentials": True},
+        {"lines": ("JsonWebTokenError: TokenExpiredError: jwt expired",), "has_alternate_credentials": True},
         Action.SWITCH_CREDENTIALS,
         "auth",
     ),
@@ -88,7 +89,12 @@ CASES: list[tuple[str, dict[str, Any], Action, str]] = [
         Action.RESTART,
         "oom",
     ),
-    ("oom-beats-rate", {"lines": ("warning: rate limit hit", "Out of memory")}, Action.RESTART, "oom"),
+    (
+        "oom-beats-rate",
+        {"lines": ("rate limit exceeded", "Out of memory: Killed process 77 (node)")},
+        Action.RESTART,
+        "oom",
+    ),
     (
         "exit-beats-oom",
         {"exit_status": 78, "lines": ("MemoryError",)},
@@ -133,5 +139,33 @@ def test_numbers_alone_are_not_http_statuses() -> None:
 
 
 def test_rule_ids_are_unique() -> None:
-    ids = [r.rule_id for r in RULES]
+    ids = [r.rule_id for r in text_rules()]
     assert len(ids) == len(set(ids))
+
+
+def test_every_non_recoverable_rule_escalates_with_a_fix() -> None:
+    stuck = [r for r in text_rules() if not r.recoverable]
+    assert {"disk-full", "permission-denied", "missing-module", "missing-executable", "tls-certificate"} <= {
+        r.rule_id for r in stuck
+    } and "quota-exhausted" in {r.rule_id for r in stuck}
+    for r in stuck:
+        assert r.action is Action.ESCALATE and non_recoverable(r.rule_id)
+        fix = fix_for(r.rule_id, "scout")
+        assert fix and "{agent}" not in fix and "scout" in fix, r.rule_id
+    assert not non_recoverable("rate-limit") and fix_for("rate-limit", "scout") == ""
+
+
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ('[[rule]]\nid = "x"\naction = "run"\n', "action must be one of"),
+        ('[[rule]]\nid = "x"\naction = "escalate"\nrecoverable = false\n', "needs a `fix`"),
+        ('[[rule]]\nid = "x"\naction = "restart"\npatterns = ["("]\n', "bad pattern"),
+        ('[[rule]]\nid = "x"\naction = "restart"\ncommand = "rm"\n', "unknown key"),
+        ('[[rule]]\nid = "x"\naction = "restart"\n[[rule]]\nid = "x"\naction = "restart"\n', "unique"),
+    ],
+)
+def test_a_bad_rule_table_is_refused_by_name(text: str, problem: str) -> None:
+    with pytest.raises(FleetError, match="t.toml") as e:
+        parse_table(text, "t.toml")
+    assert problem in str(e.value)

@@ -185,6 +185,16 @@ def installed(at: float) -> None:
     os.utime(manifest.manifest_path(), (at, at))
 
 
+def test_a_minutely_watchdog_is_stale_after_five_minutes_not_two(home: Path, tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path, {"a": "port = 48001\n"}, "")  # the default: every minute
+    assert fleet.settings.watchdog_interval_minutes == 1
+    beat("watchdog", NOW - 4 * 60)  # runs skipped while one long run held the lock
+    assert not staleness(fleet, NOW)["watchdog"]["stale"]
+    beat("watchdog", NOW - 6 * 60)
+    st = staleness(fleet, NOW)["watchdog"]
+    assert st["stale"] and "(expected every 1m, stale after 5m)" in st["reason"]
+
+
 def test_staleness_fresh_old_missing_and_failed(home: Path, tmp_path: Path) -> None:
     fleet = make_fleet(tmp_path, {"a": "port = 48001\n"}, "[watchdog]\ninterval_minutes = 10\n")
     # Not installed, never ran: nothing to expect yet.

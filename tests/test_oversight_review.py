@@ -149,3 +149,40 @@ def test_a_pass_reviews_the_coordinator_log_once_per_change(
         assert v.summary == "checklist not followed: did a task itself"
         assert "checklist" not in {e.check for e in report.errors}
     assert "checklist:c" in {v.key for v in first.new} and second.new == []
+
+
+def test_the_review_asks_the_chain_fleet_toml_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    for var, value in (("HOME", str(home)), ("XDG_RUNTIME_DIR", str(tmp_path / "no-manager"))):
+        monkeypatch.setenv(var, value)
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "DBUS_SESSION_BUS_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    d = tmp_path / "profiles"
+    d.mkdir()
+    (d / "c.toml").write_text(
+        f'command = ["/bin/true"]\nport = {free_port()}\nrole = "coordinator"\nlog_file = true\n'
+    )
+    (home / "checklist.md").write_text("- hand every task to a specialist\n")
+    log = paths.agent_log_file("c")
+    log.parent.mkdir(parents=True)
+    log.write_text("did the coding task myself with local-key-7d3e91a0\n")
+    fleet = load_fleet(d)
+    with FakeLLM() as llm:
+        local = {"type": "openai", "name": "ollama", "base_url": llm.url + "/v1", "model": "m"}
+        local["api_key_env"] = "LOCAL_LLM_AUTH"
+        settings = FleetSettings(review_checklist="~/checklist.md", providers=(local,))
+        fleet = Fleet(fleet.directory, fleet.profiles, settings)
+        for k, v in llm.env().items():  # Groq and Anthropic keys are set, but not declared
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("LOCAL_LLM_AUTH", "local-key-7d3e91a0")
+        llm.script("openai", Reply.answer('{"followed": false, "reason": "did a task itself"}'))
+        report = oversee(fleet)
+        assert [r.provider for r in llm.requests] == ["openai"]
+        (req,) = llm.requests
+        assert req.headers["authorization"] == "Bearer local-key-7d3e91a0"
+        assert "local-key-7d3e91a0" not in req.text  # the key in the log is redacted
+    [v] = [v for v in report.violations if v.check == "checklist"]
+    assert v.summary == "checklist not followed: did a task itself"

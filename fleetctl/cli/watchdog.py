@@ -63,7 +63,7 @@ def incident_rows(records: list[dict[str, Any]]) -> list[str]:
             out.append(f"{'':<21} {'':<14} {'':<19} {'':<9} {'':<17} -> {r['detail']}")
     if len(out) == 1:
         return ["no incidents recorded"]
-    out.append("BY: who diagnosed (groq, anthropic, rules); * = fell back along the chain")
+    out.append("BY: who diagnosed (a provider's name, or rules); * = fell back along the chain")
     return out
 
 
@@ -73,8 +73,11 @@ def register(main: click.Group) -> None:
     @main.command()
     @profiles_option
     @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
+    @click.option(
+        "--quiet", is_flag=True, help="Print nothing when all is well and nothing was done (cron's line)."
+    )
     @handle_errors
-    def watchdog(profiles_dir: Path | None, as_json: bool) -> None:
+    def watchdog(profiles_dir: Path | None, as_json: bool, quiet: bool) -> None:
         """Check every agent; diagnose and fix confirmed failures (cron runs this).
 
         Exit status: 0 all good, 2 an agent needs a human, 75 another run holds the lock.
@@ -84,7 +87,7 @@ def register(main: click.Group) -> None:
         report = run(resolve_profiles(profiles_dir), say=(lambda _: None) if as_json else click.echo)
         if as_json:
             emit_json(report.to_dict())
-        else:
+        elif not (quiet and report.ok and not report.records):
             click.echo(summary(report))
         if not report.ok:
             sys.exit(EXIT_ATTENTION)

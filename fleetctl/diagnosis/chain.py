@@ -51,6 +51,13 @@ class DiagnosisOutcome:
     attempts: list[Attempt] = field(default_factory=list)
     rules: Diagnosis | None = None
 
+    @property
+    def disagrees(self) -> bool:
+        """A model decided, and chose another action than the built-in rules did."""
+        return (
+            self.provider != "rules" and self.rules is not None and self.diagnosis.action != self.rules.action
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -72,7 +79,7 @@ def diagnose(
     """Diagnose one incident. Never raises for provider trouble; always returns a verdict."""
     safe = incident.redacted(redactor)
     rules = apply_rules(safe)
-    prompt = build_prompt(safe)
+    prompt = build_prompt(safe, rules=rules)
     deadline = clock() + budget_seconds
     attempts: list[Attempt] = []
 

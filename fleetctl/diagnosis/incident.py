@@ -18,7 +18,8 @@ class Incident:
     `log_lines` are the last journal lines, raw; `diagnose()` redacts the whole incident
     before anything (prompt or rules) looks at it. `recent_ooms` counts OOM incidents of this
     agent earlier in the watchdog's window, not this one. `has_alternate_credentials` says
-    whether the profile declares a second credentials set to switch to.
+    whether the profile declares a second credentials set to switch to. `history` summarises
+    this agent's recent incidents, so a model can see a remedy that did not last.
     """
 
     agent: str
@@ -37,6 +38,8 @@ class Incident:
     # What changed since the agent was last healthy ("config (config.json)", "unit file",
     # "secrets file"): a failure that begins after a change is most likely caused by it.
     changed_since_healthy: Sequence[str] = ()
+    # One line per earlier incident of this agent, oldest first (time, symptom, verdict, result).
+    history: Sequence[str] = ()
 
     def redacted(self, redactor: TextRedactor) -> Incident:
         """Copy with every free-text field redacted. Unit properties are included because
@@ -47,6 +50,7 @@ class Incident:
             log_lines=tuple(_redact_lines(redactor, self.log_lines)),
             unit_properties={k: redactor.redact(str(v)) for k, v in self.unit_properties.items()},
             config_detail=redactor.redact(self.config_detail),
+            history=tuple(redactor.redact(line) for line in self.history),
         )
 
 

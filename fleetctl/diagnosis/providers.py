@@ -1,5 +1,9 @@
 """LLM providers behind one tiny interface: `ask(prompt) -> str` or `ProviderError`.
 
+Three types: Groq and Anthropic through their SDKs, and any server speaking OpenAI's
+chat-completions API (Ollama, vLLM, llama.cpp, OpenRouter, LiteLLM) through plain httpx.
+fleet.toml's `[[watchdog.providers]]` declares the chain; without it, Groq then Anthropic.
+
 The SDKs are imported inside `ask`, never at module level: importing them costs hundreds of
 milliseconds and `fleetctl status` imports this package's neighbours. SDK retries are off
 (`max_retries=0`) because the chain owns the policy: one honoured Retry-After, a total budget,
@@ -20,14 +24,17 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.prompt import Prompt
+from fleetctl.fleet.schema import PROVIDER_TYPES
 
 MAX_TOKENS = 150  # the answer is one small JSON object
+assert set(PROVIDER_TYPES) == {"groq", "anthropic", "openai"}  # the types built below
+DEFAULT_KEY_ENV = {"groq": "GROQ_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 DEFAULT_TIMEOUT = 8.0
 # Explicit defaults: without them the SDKs fall back to GROQ_BASE_URL / ANTHROPIC_BASE_URL from
 # the environment, which would let an inherited variable send our (redacted) logs elsewhere.
@@ -221,6 +228,62 @@ class AnthropicProvider:
         return "".join(texts)
 
 
+@dataclass
+class OpenAICompatibleProvider:
+    """Any server speaking OpenAI's chat-completions API: POST {base_url}/chat/completions.
+
+    Plain httpx rather than the openai SDK: one request, one response shape, no extra
+    dependency; the same status mapping as the SDK providers. `api_key` may be empty for a
+    local server that wants none (Ollama, llama.cpp): then no Authorization header is sent.
+    """
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    name: str = "openai"
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        import httpx
+
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        body = {
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": prompt.user},
+            ],
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0,
+            "stream": False,
+        }
+        try:
+            resp = httpx.post(
+                url, json=body, headers=headers, timeout=timeout if timeout is not None else self.timeout
+            )
+        except httpx.TimeoutException:
+            raise ProviderError("timeout") from None
+        except httpx.HTTPError:
+            raise ProviderError("connection error") from None
+        status = resp.status_code
+        if status == 429:
+            raise ProviderError("rate limited (429)", retry_after=parse_retry_after(resp.headers), status=429)
+        if status in (401, 403):
+            raise ProviderError(f"auth error ({status})", status=status)
+        if status >= 500:
+            raise ProviderError(f"server error ({status})", status=status)
+        if status != 200:
+            raise ProviderError(f"HTTP {status}", status=status)
+        try:
+            content = resp.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise ProviderError("malformed response") from None
+        if not isinstance(content, str) or not content:
+            raise ProviderError("empty answer")
+        return content
+
+
 def _timeout_from(env: Mapping[str, str]) -> float:
     raw = env.get("FLEETCTL_LLM_TIMEOUT", "").strip()
     if not raw:
@@ -262,3 +325,33 @@ def providers_from_env(env: Mapping[str, str]) -> list[Provider]:
             )
         )
     return providers
+
+
+def providers_from_config(
+    entries: Sequence[Mapping[str, Any]],
+    env: Mapping[str, str],
+    *,
+    groq_model: str = GroqProvider.model,
+    anthropic_model: str = AnthropicProvider.model,
+) -> list[Provider]:
+    """The chain fleet.toml declares (`[[watchdog.providers]]`, already checked by the schema),
+    in its order. A provider whose key variable is unset is absent, as in providers_from_env;
+    an "openai" entry without `api_key_env` needs no key (a local server)."""
+    timeout = _timeout_from(env)
+    out: list[Provider] = []
+    for e in entries:
+        kind = e["type"]
+        name = e.get("name", kind)
+        key_env = e.get("api_key_env") or DEFAULT_KEY_ENV.get(kind, "")
+        key = env.get(key_env, "").strip() if key_env else ""
+        if key_env and not key:
+            continue
+        if kind == "groq":
+            base = e.get("base_url") or env.get("FLEETCTL_GROQ_BASE_URL", "").strip() or None
+            out.append(GroqProvider(key, e.get("model") or groq_model, base, timeout, name))
+        elif kind == "anthropic":
+            base = e.get("base_url") or env.get("FLEETCTL_ANTHROPIC_BASE_URL", "").strip() or None
+            out.append(AnthropicProvider(key, e.get("model") or anthropic_model, base, timeout, name))
+        else:
+            out.append(OpenAICompatibleProvider(e["base_url"], e["model"], key, timeout, name))
+    return out

@@ -122,6 +122,7 @@ FLEET_KEYS: dict[str, Mapping] = {
     "watchdog.interval_minutes": Mapping(NO, "no LLM watchdog: liveness probes and back-off restart"),
     "watchdog.groq_model": Mapping(NO, "no LLM diagnosis; read `kubectl describe pod` and events"),
     "watchdog.anthropic_model": Mapping(NO, "no LLM diagnosis; read `kubectl describe pod` and events"),
+    "watchdog.providers": Mapping(NO, "no LLM diagnosis; read `kubectl describe pod` and events"),
     "oversight.review_checklist": Mapping(NO, "no oversight pass; a CronJob can run your own review"),
     "oversight.interval_minutes": Mapping(NO, "no oversight pass"),
     "alerts.dedup_window": Mapping(NO, "Alertmanager's `repeat_interval`"),

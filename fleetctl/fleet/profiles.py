@@ -144,7 +144,7 @@ class Profile:
 
 @dataclass(frozen=True)
 class FleetSettings:
-    watchdog_interval_minutes: int = 15
+    watchdog_interval_minutes: int = 1
     groq_model: str = "llama-3.1-8b-instant"
     anthropic_model: str = "claude-haiku-4-5"
     oversight_interval_minutes: int = 5
@@ -153,6 +153,7 @@ class FleetSettings:
     review_checklist: str | None = None
     budget_usd_per_day: float | None = None
     bulletin_max_age_days: float = 7.0
+    providers: tuple[dict[str, Any], ...] = ()  # [[watchdog.providers]]; () = Groq, Anthropic
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,7 @@ def _load_fleet_file(path: Path, problems: list[str]) -> tuple[dict[str, Any], F
         review_checklist=d["oversight.review_checklist"],
         budget_usd_per_day=_float_or_none(d["budget.usd_per_day"]),
         bulletin_max_age_days=float(d["bulletin.max_age_days"]),
+        providers=tuple(d["watchdog.providers"]),
     )
     return defaults, settings
 

@@ -278,6 +278,40 @@ def _paths(v: Any) -> str | None:
     return None
 
 
+PROVIDER_TYPES = ("groq", "anthropic", "openai")
+PROVIDER_KEYS = {"type", "name", "model", "base_url", "api_key_env"}
+
+
+def _providers(v: Any) -> str | None:
+    """[[watchdog.providers]]: the diagnosis chain, in order; see docs/providers.md."""
+    names: set[str] = set()
+    for i, p in enumerate(v):
+        if set(p) - PROVIDER_KEYS:
+            return f"[{i}]: unknown key(s) {sorted(set(p) - PROVIDER_KEYS)} (known: {sorted(PROVIDER_KEYS)})"
+        bad = [k for k, val in p.items() if not isinstance(val, str) or not val.strip()]
+        if bad:
+            return f"[{i}].{bad[0]}: must be a non-empty string"
+        kind = p.get("type")
+        if kind not in PROVIDER_TYPES:
+            return f"[{i}].type: must be one of {', '.join(PROVIDER_TYPES)} (got {kind!r})"
+        if kind == "openai" and not ("base_url" in p and "model" in p):
+            return f'[{i}]: type = "openai" needs base_url (e.g. "http://127.0.0.1:11434/v1") and model'
+        url = p.get("base_url", "http://x")
+        if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+            return f"[{i}].base_url: must be an http:// or https:// URL (got {url!r})"
+        if "api_key_env" in p and not ENV_NAME.fullmatch(p["api_key_env"]):
+            return (
+                f"[{i}].api_key_env: must be the NAME of an environment variable, not the key (got a value)"
+            )
+        name = p.get("name", kind)
+        if not AGENT_NAME.match(name) or name == "rules":
+            return f"[{i}].name: must be lowercase letters, digits and '-', and not \"rules\" (got {name!r})"
+        if name in names:
+            return f'[{i}].name: "{name}" is declared twice; give each provider its own name'
+        names.add(name)
+    return None
+
+
 def _rates(v: Any) -> str | None:
     for k, val in v.items():
         if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
@@ -515,13 +549,27 @@ SECTIONS = sorted({s.key.split(".")[0] for s in SETTINGS if "." in s.key})
 
 # fleet.toml: fleet-wide settings (not per agent).
 FLEET_SETTINGS: tuple[Setting, ...] = (
-    S("watchdog.interval_minutes", "int", 15, check=_positive, doc="how often cron runs `fleetctl watchdog`"),
+    S(
+        "watchdog.interval_minutes",
+        "int",
+        1,
+        check=_positive,
+        doc="how often cron runs `fleetctl watchdog` (the full pass only on a confirmed failure)",
+    ),
     S("watchdog.groq_model", "str", "llama-3.1-8b-instant", doc="first diagnosis model (needs GROQ_API_KEY)"),
     S(
         "watchdog.anthropic_model",
         "str",
         "claude-haiku-4-5",
         doc="fallback diagnosis model (needs ANTHROPIC_API_KEY)",
+    ),
+    S(
+        "watchdog.providers",
+        "list[table]",
+        [],
+        check=_providers,
+        doc="diagnosis chain in order (type groq/anthropic/openai, name, model, base_url, api_key_env); "
+        "default Groq, Anthropic; the rules always answer last",
     ),
     S(
         "oversight.review_checklist",

@@ -10,6 +10,7 @@ profile's `watchdog.redact` pattern), not only this agent's.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,9 +18,10 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose
 from fleetctl.diagnosis.incident import Incident
-from fleetctl.diagnosis.providers import Provider, providers_from_env
+from fleetctl.diagnosis.providers import Provider, providers_from_config, providers_from_env
 from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import FleetSettings, Profile
+from fleetctl.healing import incidents
 from fleetctl.healing.observe import Observation
 from fleetctl.systemd.journal import tail
 
@@ -31,9 +33,15 @@ EXCERPT_LINES = 20  # kept in the incident log: enough to see what happened, not
 # server does (each call runs under providers.call_with_deadline with the time left).
 DIAGNOSIS_BUDGET = 25.0
 DEFAULT_BAD_CONFIG = frozenset({78})  # EX_CONFIG, when the profile names no exit status
+HISTORY_SECONDS = 24 * 3600  # earlier incidents shown to the model: the last day's
+HISTORY_LINES = 8
 
 
 def providers(env: Mapping[str, str], settings: FleetSettings) -> list[Provider]:
+    if settings.providers:  # the user's own chain, in the user's order
+        return providers_from_config(
+            settings.providers, env, groq_model=settings.groq_model, anthropic_model=settings.anthropic_model
+        )
     # fleet.toml's [watchdog] models, unless the environment names one for a one-off run.
     env = {
         "FLEETCTL_GROQ_MODEL": settings.groq_model,
@@ -63,6 +71,22 @@ class Evidence:
     config_detail: str
 
 
+def history(agent: str, now: float | None = None) -> list[str]:
+    """This agent's recent incidents, one line each, oldest first; redacted again in diagnose()."""
+    since = (now or time.time()) - HISTORY_SECONDS
+    lines = []
+    for rec in incidents.read(agent=agent, since=since)[-HISTORY_LINES:]:
+        diag = rec.get("diagnosis") or {}
+        verdict = (
+            f"{diag.get('action')} (rule {rec.get('rules')}, by {rec.get('provider')})" if diag else "none"
+        )
+        lines.append(
+            f"{rec.get('time')} {rec.get('symptom')} -> diagnosis {verdict} -> {rec.get('action')}"
+            f" -> {rec.get('verification')}"
+        )
+    return lines
+
+
 def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) -> Evidence:
     p, info = obs.profile, obs.info
     got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
@@ -90,6 +114,7 @@ def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) ->
         has_alternate_credentials=bool(p.alternate_secrets_files),
         config_detail=detail if valid is False else "",
         changed_since_healthy=changed,
+        history=tuple(history(p.name)),
     )
     return Evidence(incident, got.source, detail)
 

@@ -41,6 +41,7 @@ class Recorder:
             "rules": diag.get("rules"),
             "provider": diag.get("provider"),
             "fallback": diag.get("fallback"),
+            "disagreement": diag.get("disagreement"),  # the model chose another action than the rules
             "attempts": diag.get("attempts", []),
             "action": result.action,
             "verification": result.verification,

@@ -7,6 +7,9 @@ restore_config                  -> last-known-good config, restart, verify
 switch_credentials              -> next credentials file, restart, verify (none left -> escalate)
 backoff                         -> wait; a second backoff in a row restarts once the wait is over
 escalate                        -> alert and hold
+a cause a restart cannot fix    -> alert and hold on first sight, with the rule's fix
+the same cause soon after its   -> alert and hold: the remedy did not last, a loop would follow
+  remedy verified
 a fix that did not verify       -> restore last-known-good, verify; still failing -> escalate, hold
 a fix that verified             -> send the warm-up prompt
 """
@@ -20,6 +23,7 @@ from typing import Any
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.actions import Action
 from fleetctl.diagnosis.providers import Provider
+from fleetctl.diagnosis.rules import FALLBACK_RULE_ID, fix_for, non_recoverable
 from fleetctl.fleet import ports
 from fleetctl.fleet.profiles import printable
 from fleetctl.healing import backoff, changes, evidence, remedy, stale
@@ -27,6 +31,11 @@ from fleetctl.healing.escalate import escalate
 from fleetctl.healing.incidents import iso
 from fleetctl.healing.observe import Observation
 from fleetctl.healing.remedy import Ctx, Verified
+
+# A cause that comes back within this long after its remedy verified is escalated, not remedied
+# again: credentials that expire again, a disk that fills again, are a human's job, not a loop.
+REPEAT_WINDOW = 3600.0
+REMEDIES = ("restart", "restore_config", "switch_credentials", "kill_stale")
 
 
 @dataclass
@@ -127,6 +136,31 @@ def _port_holder(obs: Observation) -> ports.Holder | None:
 
 def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, dict[str, Any]]:
     """Handle one confirmed failure; return the result and the diagnosis part of the record."""
+    result, record = _respond(ctx, obs, chain)
+    rule = record.get("rules")
+    if (
+        result.verification == "healthy"
+        and result.action in REMEDIES
+        and rule not in (None, FALLBACK_RULE_ID)
+    ):
+        ctx.st.remedied_rule, ctx.st.remedied_at = rule, time.time()
+    return result, record
+
+
+def _repeat(ctx: Ctx, rule: str | None, now: float) -> str | None:
+    """Why this is a repeat of a cause whose remedy already verified, or None."""
+    st = ctx.st
+    if rule in (None, FALLBACK_RULE_ID) or rule != st.remedied_rule or st.remedied_at is None:
+        return None
+    if now - st.remedied_at > REPEAT_WINDOW:
+        return None
+    return (
+        f"{rule} is back {int(now - st.remedied_at) // 60} min after its remedy verified "
+        f"at {iso(st.remedied_at)}; not repeating it"
+    )
+
+
+def _respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, dict[str, Any]]:
     p, st, now = ctx.profile, ctx.st, time.time()
     if backoff.in_backoff(st, now):
         assert st.backoff_until is not None
@@ -152,11 +186,25 @@ def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, 
             {"provider": a.provider, "outcome": a.outcome, "detail": a.detail} for a in outcome.attempts
         ],
     }
+    if outcome.disagrees:
+        record["disagreement"] = {
+            "provider": outcome.provider,
+            "model": d.action.value,
+            "rules": outcome.rules.action.value if outcome.rules else None,
+        }
     if outcome.rules is not None and outcome.rules.rule_id == "oom":
         st.oom_kills.append(now)
     holder = _port_holder(obs)
     if holder is not None:
         return _port(ctx, holder), record
+    rule = outcome.rules.rule_id if outcome.rules else None
+    fix = fix_for(rule, p.name)
+    if outcome.rules is not None and non_recoverable(rule):
+        # An error shape a restart cannot fix (disk full, missing module, expired certificate,
+        # exhausted quota, ...): a human hears of it now, with what to do, whatever a model said.
+        return _escalate(ctx, f"{obs.symptom}: {outcome.rules.cause}; fix: {fix}"), record
+    if why := _repeat(ctx, rule, now):
+        return _escalate(ctx, f"{obs.symptom}: {d.cause}; {why}"), record
     reason = f"{obs.symptom}: {d.cause}"
     rule_ids = {d.rule_id, outcome.rules.rule_id if outcome.rules else None}
     if d.action is Action.ESCALATE and "port-in-use" in rule_ids:

@@ -48,6 +48,10 @@ class AgentState:
     invocation_id: str | None = None  # systemd's InvocationID at the last look
     last_look: float | None = None  # when the watchdog last read systemd's record of the agent
     healthy_fingerprint: dict[str, str] = field(default_factory=dict)  # see healing.changes
+    # The rule whose remedy last verified, and when: the same cause back inside the window
+    # escalates instead of repeating the remedy (healing.respond.REPEAT_WINDOW).
+    remedied_rule: str | None = None
+    remedied_at: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AgentState:
@@ -66,6 +70,8 @@ class AgentState:
             invocation_id=d.get("invocation_id") or None,
             last_look=None if d.get("last_look") is None else float(d["last_look"]),
             healthy_fingerprint={str(k): str(v) for k, v in (d.get("healthy_fingerprint") or {}).items()},
+            remedied_rule=d.get("remedied_rule"),
+            remedied_at=None if d.get("remedied_at") is None else float(d["remedied_at"]),
         )
 
 
@@ -76,8 +82,11 @@ class WatchdogState:
     def agent(self, name: str) -> AgentState:
         return self.agents.setdefault(name, AgentState())
 
-    def to_json(self) -> str:
+    def to_json(self, with_last_look: bool = True) -> str:
         doc = {"version": VERSION, "agents": {k: asdict(v) for k, v in sorted(self.agents.items())}}
+        if not with_last_look:
+            for a in doc["agents"].values():
+                a.pop("last_look", None)
         return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 

@@ -152,11 +152,12 @@ def installed_paths(profiles_dir: Path) -> LinePaths:
     )
 
 
-def _command(verb: str, where: LinePaths, wait: int = 0) -> str:
+def _command(verb: str, where: LinePaths, wait: int = 0, quiet: bool = False) -> str:
     # umask 077: the shell creates cron.log (after a rotation) 0600; it holds log text.
     env = " ".join(where.env)
     line = "umask 077; " + (f"{SLEEP} {wait} && " if wait else "")
     line += f"{ENV} {env} {where.python} -m fleetctl {verb} --profiles {where.profiles}"
+    line += " --quiet" if quiet else ""
     line += f" >>{where.log} 2>&1"
     return line.replace("%", "\\%")  # cron turns a bare % into a newline
 
@@ -165,7 +166,8 @@ def render_block(interval_watchdog: int, interval_oversee: int, where: LinePaths
     offset, delay = offsets(interval_watchdog, interval_oversee)
     lines = [
         BEGIN.decode(),
-        f"{schedule(interval_watchdog, offset)} {_command('watchdog', where)}",
+        # --quiet: a run every minute over a healthy fleet leaves nothing in cron.log.
+        f"{schedule(interval_watchdog, offset)} {_command('watchdog', where, quiet=True)}",
         f"{schedule(interval_oversee)} {_command('oversee', where, delay)}",
         END.decode(),
     ]
@@ -203,22 +205,36 @@ def artefact_text(interval_watchdog: int, interval_oversee: int) -> str:
 ARTEFACT = "crontab"
 
 
+RULES_ARTEFACT = "rules.toml"
+
+
 def write_artefact(
     interval_watchdog: int, interval_oversee: int, out_dir: Path, check: bool
 ) -> tuple[str, bool]:
-    """`fleetctl render` for `watchdog/`: write (or with check, compare) the crontab artefact.
+    """`fleetctl render` for `watchdog/`: write (or with check, compare) what the watchdog is
+    configured by: the crontab block install writes and the built-in rule table it applies (a
+    copy of the one shipped in fleetctl/diagnosis, to read or copy).
 
     Returns (what to say, drift); with check nothing is written."""
     from fleetctl.common.atomic import write_atomic
+    from fleetctl.diagnosis.rules import table_text
 
-    f = out_dir / ARTEFACT
-    text = artefact_text(interval_watchdog, interval_oversee)
-    if f.is_file() and f.read_text() == text:
-        return f"{out_dir}: up to date", False
-    if check:
-        return f"{f}: {'differs' if f.exists() else 'missing'}", True
-    write_atomic(f, text)
-    return f"wrote {f}", False
+    wanted = {
+        ARTEFACT: artefact_text(interval_watchdog, interval_oversee),
+        RULES_ARTEFACT: table_text(),
+    }
+    said, drift = [], False
+    for name, text in wanted.items():
+        f = out_dir / name
+        if f.is_file() and f.read_text() == text:
+            continue
+        if check:
+            said.append(f"{f}: {'differs' if f.exists() else 'missing'}")
+            drift = True
+            continue
+        write_atomic(f, text)
+        said.append(f"wrote {f}")
+    return "\n".join(said) or f"{out_dir}: up to date", drift
 
 
 def split(crontab: bytes) -> tuple[bytes, bytes | None, bytes]:

@@ -3,9 +3,9 @@
 The watchdog and the oversight pass each write `paths.heartbeat_file(job)` as JSON at the end
 of every completed run: `"ok": bool` and the time as unix seconds in `"ts"` or `"time"` (the
 watchdog writes `"time"` as ISO 8601 UTC and `"ts"` as seconds; every spelling is read). A job is stale
-when its heartbeat is older than twice its interval (one missed run is tolerated: cron jitter,
-a slow run), when it never wrote one although the fleet was installed longer ago than that, or
-(watchdog only, reported by the check) when its last run said `ok: false`.
+when its heartbeat is older than twice its interval and at least 5 minutes (one missed run is
+tolerated: cron jitter, a slow run), when it never wrote one although the fleet was installed
+longer ago than that, or (watchdog only, reported by the check) when its last run said `ok: false`.
 """
 
 from __future__ import annotations
@@ -86,8 +86,14 @@ def _installed_at() -> float | None:
         return None
 
 
+# A job cron starts every minute (the watchdog's default) skips runs while one long run holds
+# its lock (a diagnosis, a restart waiting out the start-up grace): not stale that soon.
+STALE_FLOOR_MINUTES = 5
+
+
 def job_staleness(job: str, interval_minutes: int, now: float, installed_at: float | None) -> dict[str, Any]:
-    limit = 2 * interval_minutes * 60
+    limit_minutes = max(2 * interval_minutes, STALE_FLOOR_MINUTES)
+    limit = limit_minutes * 60
     entry: dict[str, Any] = {
         "last_run": None,
         "ok": None,
@@ -115,7 +121,7 @@ def job_staleness(job: str, interval_minutes: int, now: float, installed_at: flo
     if age > limit:
         why = (
             f"last run {human_duration(age)} ago "
-            f"(expected every {interval_minutes}m, stale after {2 * interval_minutes}m)"
+            f"(expected every {interval_minutes}m, stale after {limit_minutes}m)"
         )
         return entry | {"stale": True, "reason": why}
     if not hb.ok:

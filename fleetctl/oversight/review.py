@@ -127,7 +127,9 @@ def review(
     providers: Sequence[Provider] | None = None,
     redactor: Redactor | None = None,
 ) -> tuple[Findings, str]:
-    """(findings, digest to remember). Same digest as last time: the last verdict, no call."""
+    """(findings, digest to remember). Same digest as last time: the last verdict, no call.
+    `providers`: the chain fleet.toml declares (None: Groq, Anthropic from `secrets`);
+    `extra_secrets`: its keys, redacted like the default providers' keys."""
     got = Findings()
     try:
         checklist = checklist_path.read_text(errors="replace")

@@ -20,6 +20,7 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
 from fleetctl.cost import check as cost_check
+from fleetctl.diagnosis.providers import providers_from_config
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import status
 from fleetctl.oversight import heartbeat, metricsfile, notify, outbox, review, usage, usercheck
@@ -195,6 +196,18 @@ def _review(fleet: Fleet, state: OversightState, secrets: FleetSecrets) -> Findi
     coordinator = next((p for p in fleet.profiles if p.role == "coordinator"), None)
     if not checklist or coordinator is None:
         return Findings()
+    # The chain fleet.toml declares, so "logs never leave the host" holds here too.
+    declared = fleet.settings.providers
+    chain = (
+        providers_from_config(
+            declared,
+            secrets.env,
+            groq_model=fleet.settings.groq_model,
+            anthropic_model=fleet.settings.anthropic_model,
+        )
+        if declared
+        else None
+    )
     got, state.review_digest = review.review(
         coordinator,
         paths.expand(str(checklist)),
@@ -202,6 +215,7 @@ def _review(fleet: Fleet, state: OversightState, secrets: FleetSecrets) -> Findi
         secrets.env,
         state.review_digest,
         state.review_violation,
+        providers=chain,
         redactor=secrets.redactor,
     )
     state.review_violation = next((v for v in got.violations if v.check == "checklist"), None)

@@ -98,7 +98,9 @@ def load(fleet: Fleet, environ: Mapping[str, str] | None = None) -> FleetSecrets
         for f in agent_secret_files(p):
             values += values_of(f, problems)
     named = _channel_env_names(fleet) | set(LLM_KEYS)
-    values += [v for k, v in environ.items() if k in named or SECRETISH.search(k)]
+    # A declared diagnosis provider's key is a secret whatever its variable is called.
+    named |= {str(e["api_key_env"]) for e in fleet.settings.providers if e.get("api_key_env")}
+    values += [v for k, v in env.items() if k in named or SECRETISH.search(k)]
     # alerts.env may be group-readable (then unused for sending), but its values are secrets.
     values += values_of(alerts_env_file())
     return FleetSecrets(env, tuple(dict.fromkeys(values)), _valid_patterns(fleet.profiles), tuple(problems))
