@@ -1,0 +1,53 @@
+"""The one place the dashboard scrubs text: every string of every document it serves.
+
+Secret values come from every agent's secrets files (active and alternates) and the fleet's own
+keys (LLM providers, alert channels: `FleetEnv`), matched exactly; then the generic credential
+shapes and every profile's `watchdog.redact` patterns. One redactor for the whole fleet: a log
+line of one agent may quote another's key, and the page shows all agents side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from fleetctl.diagnosis.redact import Redactor
+from fleetctl.fleet.profiles import Fleet
+
+TTL = 5.0  # seconds a redactor is reused: secrets files change rarely, requests come often
+
+_lock = threading.Lock()
+_cache: dict[int, tuple[float, Redactor]] = {}
+
+
+def fleet_redactor(fleet: Fleet) -> Redactor:
+    from fleetctl.common.errors import FleetError
+    from fleetctl.healing.evidence import FleetEnv, secret_values
+
+    with _lock:
+        hit = _cache.get(id(fleet))
+        if hit and time.monotonic() - hit[0] < TTL:
+            return hit[1]
+    values = [v for p in fleet.profiles for v in secret_values(p)]
+    values += FleetEnv.load(fleet).secrets
+    patterns = [pat for p in fleet.profiles for pat in p.watchdog.redact]
+    try:
+        redactor = Redactor(values, patterns)
+    except FleetError:  # a bad regex in a profile: keep the values and the shapes at least
+        redactor = Redactor(values)
+    with _lock:
+        _cache.clear()
+        _cache[id(fleet)] = (time.monotonic(), redactor)
+    return redactor
+
+
+def scrub(doc: Any, redactor: Redactor) -> Any:
+    """Every string in a JSON-able document, redacted (keys are fleetctl's own names)."""
+    if isinstance(doc, str):
+        return redactor.redact(doc)
+    if isinstance(doc, dict):
+        return {k: scrub(v, redactor) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [scrub(v, redactor) for v in doc]
+    return doc
