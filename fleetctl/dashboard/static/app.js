@@ -24,6 +24,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// replaceChildren() would print a null child as the text "null".
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
 function duration(s) {
   if (s === null || s === undefined) return "-";
   s = Math.floor(s);
@@ -109,14 +114,14 @@ function renderAgents(doc, say) {
     h.push(a.level);
     if (h.length > HISTORY) h.shift();
   }
-  body.replaceChildren(...doc.agents.map((a) => agentRow(a, say)));
+  fill(body, ...doc.agents.map((a) => agentRow(a, say)));
   if (!ACTIONS) document.querySelectorAll(".act-col").forEach((n) => n.classList.add("hidden"));
   document.getElementById("updated").textContent = `updated ${new Date(doc.generated * 1000).toLocaleTimeString()}`;
 }
 
 function renderCron(jobs) {
   const box = document.getElementById("cron");
-  box.replaceChildren(...Object.entries(jobs).map(([job, j]) => {
+  fill(box, ...Object.entries(jobs).map(([job, j]) => {
     const level = j.stale ? "down" : j.ok === false ? "warn" : j.last_run ? "ok" : "off";
     const mark = j.stale ? "STALE" : j.ok === false ? "FAILED" : j.last_run ? "ok" : "no run yet";
     return el("div", { id: `job-${job}`, class: `job level-${level}`, "data-stale": j.stale ? "yes" : "no" },
@@ -128,14 +133,14 @@ function renderCron(jobs) {
 
 function renderCounts(doc) {
   const c = doc.counts;
-  document.getElementById("counts").replaceChildren(
+  fill(document.getElementById("counts"),
     el("span", { class: "pill level-ok" }, `${c.ok} up`),
     el("span", { class: "pill level-warn" }, `${c.warn} warn`),
     el("span", { class: "pill level-down" }, `${c.down} down`),
     c.off ? el("span", { class: "pill level-off" }, `${c.off} not installed`) : null);
   document.getElementById("problems").textContent = (doc.problems || []).join("\n");
   const v = document.getElementById("violations");
-  v.replaceChildren(...(doc.violations.length ? doc.violations.map((x) =>
+  fill(v, ...(doc.violations.length ? doc.violations.map((x) =>
     el("li", { class: `sev-${x.severity}` }, el("b", {}, x.severity.toUpperCase()), ` ${x.check} on ${x.agent || "fleet"}: ${x.summary}`,
       x.fix ? el("div", { class: "fix" }, `fix: ${x.fix}`) : null)) : [el("li", { class: "none" }, "none")]));
 }
@@ -156,7 +161,7 @@ async function refreshFeed() {
   if (kind) q.set("kind", kind);
   const doc = await getJSON(`/feed.json?${q}`);
   feedPage = doc.page;
-  document.getElementById("feed").replaceChildren(...(doc.items.length ? doc.items.map(feedItem) : [el("li", { class: "none" }, "nothing yet")]));
+  fill(document.getElementById("feed"), ...(doc.items.length ? doc.items.map(feedItem) : [el("li", { class: "none" }, "nothing yet")]));
   document.getElementById("feed-page").textContent = `page ${doc.page} of ${doc.pages} (${doc.total})`;
 }
 
@@ -167,7 +172,7 @@ function renderAlerts(doc) {
   const out = doc.outbox.map((o) => el("li", { class: "sev-warning" },
     `${o.key} (${o.state}) → ${o.channel}: ${o.attempts} attempt(s), queued ${ago(o.queued_at)}`,
     o.last_error ? el("div", { class: "detail" }, o.last_error) : null));
-  box.replaceChildren(
+  fill(box,
     el("div", {}, `channels: ${doc.channels.map((c) => `${c.name} (${c.type})`).join(", ") || "none configured"}`),
     el("h3", {}, "sent, still open"), el("ul", { id: "alerts-sent" }, sent.length ? sent : [el("li", { class: "none" }, "none")]),
     el("h3", {}, "outbox"), el("ul", { id: "alerts-outbox" }, out.length ? out : [el("li", { class: "none" }, "empty")]),
@@ -181,7 +186,7 @@ function fillAgentFilter(names) {
   knownAgents = key;
   const sel = document.getElementById("feed-agent");
   const keep = sel.value;
-  sel.replaceChildren(el("option", { value: "" }, "all"), ...names.map((n) => el("option", { value: n }, n)));
+  fill(sel, el("option", { value: "" }, "all"), ...names.map((n) => el("option", { value: n }, n)));
   sel.value = keep;
 }
 
@@ -208,11 +213,11 @@ async function refreshAgent() {
   const rows = (c.versions || []).map((v) => el("tr", { class: v.version === c.current ? "current" : "" },
     el("td", {}, `${v.version}${v.version === c.current ? " (current)" : ""}${v.version === c.last_known_good ? " (last-known-good)" : ""}`),
     el("td", {}, v.time.slice(0, 19)), el("td", {}, v.source), el("td", {}, v.verified ? "yes" : "no"), el("td", {}, v.reason)));
-  document.querySelector("#versions tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5 }, c.managed ? (c.error || "no version recorded") : "no config managed"))]));
+  fill(document.querySelector("#versions tbody"), ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5 }, c.managed ? (c.error || "no version recorded") : "no config managed"))]));
   document.getElementById("diff").textContent = c.diff || (c.managed ? "current is the last-known-good" : "");
   const inc = doc.incidents;
   incPage = inc.page;
-  document.getElementById("incidents").replaceChildren(...(inc.items.length ? inc.items.map((r) => el("li", {},
+  fill(document.getElementById("incidents"), ...(inc.items.length ? inc.items.map((r) => el("li", {},
     el("time", {}, r.time), " ", `${r.symptom} → ${r.action} → ${r.verification}`,
     r.detail ? el("div", { class: "detail" }, r.detail) : null)) : [el("li", { class: "none" }, "no incidents")]));
   document.getElementById("inc-page").textContent = `page ${inc.page} of ${inc.pages} (${inc.total})`;
