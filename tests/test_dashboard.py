@@ -244,7 +244,9 @@ def test_non_loopback_bind_needs_a_token_file(tmp_path: Path) -> None:
 
 
 def test_status_does_not_import_the_web_stack() -> None:
-    code = "import sys, fleetctl.cli; print(','.join(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    code = (
+        "import sys, fleetctl.cli; print(','.join(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 

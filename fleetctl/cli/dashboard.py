@@ -30,7 +30,9 @@ DEFAULT_PORT = 8377
     default=None,
     help="A 0600 file holding the access token every request must carry (never on the command line).",
 )
-@click.option("--install-unit", is_flag=True, help="Write and start fleet-dashboard.service with these options.")
+@click.option(
+    "--install-unit", is_flag=True, help="Write and start fleet-dashboard.service with these options."
+)
 @click.option("--remove-unit", is_flag=True, help="Stop and remove fleet-dashboard.service.")
 @handle_errors
 def dashboard(

@@ -352,9 +352,7 @@ def feed(
         fleet.get(agent)  # a typo is an error, not an empty feed
     entries: list[dict[str, Any]] = []
     if "watchdog" in kinds:
-        entries += [
-            _incident_entry(r) for r in INCIDENTS.all() if agent is None or r.get("agent") == agent
-        ]
+        entries += [_incident_entry(r) for r in INCIDENTS.all() if agent is None or r.get("agent") == agent]
     if "config" in kinds:
         entries += _config_entries(fleet, agent)
     if {"oversee", "bulletin"} & set(kinds):

@@ -66,7 +66,17 @@ def render(
     if not userns:
         lines.append("# Namespace sandboxing left out: this host does not allow user namespaces.")
     else:
-        lines += ["PrivateTmp=yes", "ProtectSystem=strict", "ProtectHome=read-only", "ProtectControlGroups=yes"]
+        if _under_tmp(fleet.directory) or (token_file is not None and _under_tmp(token_file)):
+            lines.append("# No PrivateTmp=: the profiles or the token file live under a tmp dir.")
+        else:
+            lines.append("PrivateTmp=yes")
+        lines += [
+            "ProtectSystem=strict",
+            "ProtectHome=read-only",
+            # Not ProtectControlGroups= (agents have it): the dashboard talks to the user manager
+            # over %t/bus, and with it that socket was gone from the unit's view (seen in the
+            # test manager), which leaves a dashboard that can show nothing.
+        ]
         if actions:
             writable = ["%h/.local/state/fleetctl"]
             writable += ["-" + paths.to_specifier(p.config_dir) for p in fleet.profiles if p.config.file]
@@ -135,6 +145,11 @@ def remove_unit(say: Say, mgr: SystemdManager | None = None) -> bool:
             mgr.close()
     say(f"removed {UNIT}")
     return True
+
+
+def _under_tmp(path: Path) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(t) for t in (Path("/tmp"), Path("/var/tmp")))
 
 
 def _host(bind: str) -> str:

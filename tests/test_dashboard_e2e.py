@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import REPO, Fleetctl, wait_for
 from dashboard_support import browser, dashboard
 from test_watchdog_support import WatchdogFleet
-
-from conftest import REPO, Fleetctl, wait_for
+from usermanager import free_port
 
 pytestmark = pytest.mark.systemd
 
@@ -130,10 +130,13 @@ def test_actions_need_the_token_and_act_like_the_cli(wfleet: WatchdogFleet) -> N
         r = httpx.post(url, headers={"X-Fleetctl-Token": token}, trust_env=False)
         assert r.status_code == 403 and "cookie" in r.json()["error"]
         # Token and cookie, but sent from another origin: refused.
-        cookies = {"fleetctl_action": token}
         r = httpx.post(
             url,
-            headers={"X-Fleetctl-Token": token, "Origin": "http://evil.example", "Cookie": f"fleetctl_action={token}"},
+            headers={
+                "X-Fleetctl-Token": token,
+                "Origin": "http://evil.example",
+                "Cookie": f"fleetctl_action={token}",
+            },
             trust_env=False,
         )
         assert r.status_code == 403 and "origin" in r.json()["error"]
@@ -141,7 +144,6 @@ def test_actions_need_the_token_and_act_like_the_cli(wfleet: WatchdogFleet) -> N
         status = page.evaluate("fetch('/actions/restart/alpha', {method: 'POST'}).then(r => r.status)")
         assert status == 403
         assert wfleet.unit("alpha").invocation_id == first
-        del cookies
 
         # The page's own button: restarted through the same function as `fleetctl restart`.
         page.locator("#agent-alpha button", has_text="restart").click()
@@ -154,3 +156,24 @@ def test_actions_need_the_token_and_act_like_the_cli(wfleet: WatchdogFleet) -> N
             "document.querySelector('meta[name=fleetctl-action-token]').content}}).then(r => r.json())"
         )
         assert said["ok"] is True and said["lines"] == ["alpha: not held; nothing to do"]
+
+
+def test_dashboard_runs_as_its_own_sandboxed_unit(wfleet: WatchdogFleet) -> None:
+    wfleet.agent("alpha")
+    wfleet.install()
+    port = free_port()
+    out = wfleet.fc("dashboard", "--install-unit", "--port", str(port), "--profiles", str(wfleet.dir)).stdout
+    assert "started fleet-dashboard.service" in out and f"ssh -L {port}:127.0.0.1:{port}" in out
+    unit = wfleet.fc.unit("dashboard")
+    assert unit.active_state == "active"
+    text = (wfleet.home / ".config/systemd/user/fleet-dashboard.service").read_text()
+    assert "ProtectSystem=strict" in text and "ProtectHome=read-only" in text
+    doc = httpx.get(f"http://127.0.0.1:{port}/agents.json", trust_env=False, timeout=30).json()
+    assert "agents" in doc, doc
+    assert [(a["agent"], a["active_state"]) for a in doc["agents"]] == [("alpha", "active")]
+    # Not an agent: `install --prune` leaves it alone; `uninstall` takes it with the fleet.
+    wfleet.fc("install", str(wfleet.dir), "--prune")
+    assert wfleet.fc.unit("dashboard").main_pid == unit.main_pid
+    said = wfleet.fc("uninstall").stdout
+    assert "removed fleet-dashboard.service" in said
+    assert not (wfleet.home / ".config/systemd/user/fleet-dashboard.service").exists()
