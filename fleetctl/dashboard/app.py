@@ -121,6 +121,15 @@ class _Guard:
         await self.app(scope, receive, with_headers)
 
 
+def warm(profiles_dir: Path) -> None:
+    """What the first page load would otherwise wait for: the incident log, the redactor."""
+    try:
+        data.INCIDENTS.all()
+        fleet_redactor(load_fleet(profiles_dir))
+    except (FleetError, OSError) as e:
+        log.debug("warm-up: %s", e)  # the request that needs it will say so
+
+
 def _int(request: Request, name: str, default: int) -> int:
     try:
         return int(request.query_params.get(name, default))

@@ -18,7 +18,7 @@ from fleetctl.fleet.profiles import Fleet
 TTL = 5.0  # seconds a redactor is reused: secrets files change rarely, requests come often
 
 _lock = threading.Lock()
-_cache: dict[int, tuple[float, Redactor]] = {}
+_cache: dict[str, tuple[float, Redactor]] = {}
 
 
 def fleet_redactor(fleet: Fleet) -> Redactor:
@@ -26,7 +26,7 @@ def fleet_redactor(fleet: Fleet) -> Redactor:
     from fleetctl.healing.evidence import FleetEnv, secret_values
 
     with _lock:
-        hit = _cache.get(id(fleet))
+        hit = _cache.get(str(fleet.directory))
         if hit and time.monotonic() - hit[0] < TTL:
             return hit[1]
     values = [v for p in fleet.profiles for v in secret_values(p)]
@@ -38,7 +38,7 @@ def fleet_redactor(fleet: Fleet) -> Redactor:
         redactor = Redactor(values)
     with _lock:
         _cache.clear()
-        _cache[id(fleet)] = (time.monotonic(), redactor)
+        _cache[str(fleet.directory)] = (time.monotonic(), redactor)
     return redactor
 
 
