@@ -87,7 +87,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from fleetctl.dashboard.app import Settings, create_app, warm
+    from fleetctl.dashboard.app import Settings, create_app
 
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -113,6 +113,6 @@ def _serve(
     else:
         click.echo(f"fleetctl dashboard: from a laptop: ssh -L {port}:127.0.0.1:{port} SERVER", err=True)
     # Parse the incident log and read the secrets while nobody waits, not on the first load.
-    threading.Thread(target=warm, args=(profiles,), daemon=True, name="warm-up").start()
+    threading.Thread(target=app.state.warm, daemon=True, name="warm-up").start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False)
     uvicorn.Server(config).run(sockets=[sock])

@@ -121,15 +121,6 @@ class _Guard:
         await self.app(scope, receive, with_headers)
 
 
-def warm(profiles_dir: Path) -> None:
-    """What the first page load would otherwise wait for: the incident log, the redactor."""
-    try:
-        data.INCIDENTS.all()
-        fleet_redactor(load_fleet(profiles_dir))
-    except (FleetError, OSError) as e:
-        log.debug("warm-up: %s", e)  # the request that needs it will say so
-
-
 def _int(request: Request, name: str, default: int) -> int:
     try:
         return int(request.query_params.get(name, default))
@@ -287,4 +278,16 @@ def create_app(s: Settings) -> Starlette:
         Route("/actions/rollback/{name}", guarded(rollback), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard, settings=s)])
+    def warm() -> None:
+        """What the first page load would otherwise wait for: the incident log, the redactor,
+        the first D-Bus read and probe round (and the imports behind them)."""
+        try:
+            with manager() as mgr:
+                snapshot.get(lambda: data.agents(fleet(), mgr))
+            fleet_redactor(fleet())
+        except (FleetError, OSError) as e:
+            log.debug("warm-up: %s", e)  # the request that needs it will say so
+
+    app = Starlette(routes=routes, middleware=[Middleware(_Guard, settings=s)])
+    app.state.warm = warm
+    return app
