@@ -298,3 +298,48 @@ def test_scrub_reaches_every_string(text: str) -> None:
     doc = {"a": [f"{text}{secret}", {"b": (secret, 3, None)}], "n": 1.5}
     out = json.dumps(scrub(doc, Redactor([secret])))
     assert secret not in out
+
+
+def test_alerts_show_what_was_sent_and_what_waits_in_the_outbox(home: Path, tmp_path: Path) -> None:
+    from fleetctl.alerts.dispatch import AlertState, OpenViolation, OutboxEntry
+    from fleetctl.alerts.model import Alert
+    from fleetctl.common import paths
+
+    profiles = _fleet(tmp_path, ["ann"])
+    (profiles / "fleet.toml").write_text(
+        '[[alerts.channels]]\ntype = "webhook"\nname = "ops"\nurl_env = "OPS_URL"\n'
+    )
+    now = time.time()
+    down = Alert("ann", "agent-down", "critical", "unit failed", "fleetctl logs ann", now - 60)
+    state = AlertState(
+        open={down.key: OpenViolation(down, now - 60, now - 30)},
+        outbox=[OutboxEntry(down, "ops", now - 30, 3, "HTTP 503 from the webhook")],
+    )
+    paths.state_dir().mkdir(parents=True)
+    state.save(paths.state_dir())
+    doc = _client(profiles).get("/alerts.json").json()
+    assert doc["channels"] == [{"name": "ops", "type": "webhook"}]
+    (sent,) = doc["sent"]
+    assert (sent["check"], sent["agent"], sent["channels"]) == ("agent-down", "ann", ["ops"])
+    (waiting,) = doc["outbox"]
+    assert (waiting["channel"], waiting["attempts"], waiting["last_error"]) == (
+        "ops",
+        3,
+        "HTTP 503 from the webhook",
+    )
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    import socket
+
+    from fleetctl.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(
+            main, ["dashboard", "--profiles", str(_fleet(tmp_path, ["ann"])), "--port", str(port)]
+        )
+    assert r.exit_code == 1
+    assert f"--bind 127.0.0.1 --port {port}: cannot listen" in r.output and "--port" in r.output

@@ -177,3 +177,28 @@ def test_dashboard_runs_as_its_own_sandboxed_unit(wfleet: WatchdogFleet) -> None
     said = wfleet.fc("uninstall").stdout
     assert "removed fleet-dashboard.service" in said
     assert not (wfleet.home / ".config/systemd/user/fleet-dashboard.service").exists()
+
+
+def test_rollback_from_the_page_is_recorded_like_the_command(wfleet: WatchdogFleet, tmp_path: Path) -> None:
+    wfleet.agent("alpha", config={"greeting": "v1"})
+    wfleet.install()
+    v2 = tmp_path / "v2.json"
+    v2.write_text(json.dumps({"greeting": "v2"}))
+    wfleet.fc("config", "apply", "alpha", str(v2), "--profiles", str(wfleet.dir))
+    with dashboard(wfleet.fc, "--profiles", str(wfleet.dir), "--actions") as srv, browser() as page:
+        page.goto(srv.url + "/agent/alpha")
+        page.wait_for_selector("body[data-loaded=yes]", timeout=20_000)
+        said = page.evaluate(
+            "fetch('/actions/rollback/alpha?version=1', {method: 'POST', headers: {'X-Fleetctl-Token': "
+            "document.querySelector('meta[name=fleetctl-action-token]').content}}).then(r => r.json())"
+        )
+        assert said["ok"] is True, said
+        cfg = wfleet.home / "agents/alpha/config/config.json"
+        assert json.loads(cfg.read_text()) == {"greeting": "v1"}
+        history = json.loads(
+            wfleet.fc("config", "history", "alpha", "--json", "--profiles", str(wfleet.dir)).stdout
+        )
+        # As after `fleetctl config rollback alpha 1`: version 1 is current again (a rollback to a
+        # recorded version adds no version of its own, so the feed has no entry for it).
+        assert (history["current"], history["last_known_good"]) == (1, 1)  # verified again
+        page.wait_for_selector("#versions tr.current >> text=1 (current)", timeout=15_000)
