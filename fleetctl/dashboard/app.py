@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fleetctl.common.errors import FleetError
 from fleetctl.dashboard import data, security
 from fleetctl.dashboard.redact import fleet_redactor, scrub
+from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import Fleet, load_fleet
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,11 @@ def create_app(s: Settings) -> Starlette:
             try:
                 return fn(request)
             except FleetError as e:
-                return JSONResponse({"error": str(e)}, 404 if "unknown agent" in str(e) else 400)
+                try:  # an error message may quote a log line or a config value: scrub it too
+                    said = fleet_redactor(fleet()).redact(str(e))
+                except (FleetError, OSError):
+                    said = Redactor().redact(str(e))
+                return JSONResponse({"error": said}, 404 if "unknown agent" in str(e) else 400)
 
         return run
 
@@ -278,6 +283,7 @@ def create_app(s: Settings) -> Starlette:
         Route("/actions/rollback/{name}", guarded(rollback), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
+
     def warm() -> None:
         """What the first page load would otherwise wait for: the incident log, the redactor,
         the first D-Bus read and probe round (and the imports behind them)."""
