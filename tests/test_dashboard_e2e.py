@@ -84,6 +84,24 @@ def test_fleet_page_live_states_feed_cron_and_no_secret(wfleet: WatchdogFleet, t
         page.wait_for_selector("#job-watchdog[data-stale=yes]", timeout=15_000)
         assert "STALE" in page.locator("#job-watchdog").inner_text()
 
+        # A watchdog hold shows on the row, with its reason, in red.
+        state_file = wfleet.state_dir / "watchdog-state.json"
+        state = json.loads(state_file.read_text())
+        state["agents"].setdefault("alpha", {})["held"] = {
+            "since": time.time(),
+            "reason": "flapping: 4 restarts",
+        }
+        state_file.write_text(json.dumps(state))
+        page.wait_for_selector("#agent-alpha[data-level=down] .flag.held", timeout=15_000)
+        assert page.get_attribute("#agent-alpha .flag.held", "title") == "flapping: 4 restarts"
+
+        # The feed filtered by agent shows that agent only.
+        page.select_option("#feed-agent", "gamma")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#feed li')].every(li => li.textContent.includes('gamma'))"
+        )
+        page.select_option("#feed-agent", "")
+
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
         if os.environ.get("FLEETCTL_UPDATE_SCREENSHOT"):
