@@ -5,7 +5,7 @@ commands to it. Arrows point one way: command modules import `common` and the co
 package's `__init__`, and the core never imports the CLI.
 """
 
-from fleetctl.cli import configs, cost, export, fleet  # noqa: F401  (their decorators register the commands)
+from fleetctl.cli import configs, cost, dashboard, export, fleet  # noqa: F401  (their decorators register the commands)
 from fleetctl.cli.common import main
 from fleetctl.cli.oversight import register as _register_oversight
 from fleetctl.cli.watchdog import register as _register_watchdog

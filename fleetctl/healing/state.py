@@ -83,11 +83,11 @@ class WatchdogState:
         return self.agents.setdefault(name, AgentState())
 
     def to_json(self, with_last_look: bool = True) -> str:
-        doc = {"version": VERSION, "agents": {k: asdict(v) for k, v in sorted(self.agents.items())}}
+        agents = {k: asdict(v) for k, v in sorted(self.agents.items())}
         if not with_last_look:
-            for a in doc["agents"].values():
+            for a in agents.values():
                 a.pop("last_look", None)
-        return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+        return json.dumps({"version": VERSION, "agents": agents}, indent=1, sort_keys=True) + "\n"
 
 
 def state_path() -> Path:

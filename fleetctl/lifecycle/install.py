@@ -398,6 +398,9 @@ def uninstall(purge: bool = False, say: Say = print) -> None:
     units = installed_units()
     m = manifest.load()
     with SystemdManager() as mgr:
+        from fleetctl.dashboard.unit import remove_unit
+
+        remove_unit(say, mgr)  # fleet-dashboard.service goes with the fleet it shows
         if units:
             for u in units:
                 if mask.unmask(None, u):  # the watchdog's hold goes with the unit
