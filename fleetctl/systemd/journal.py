@@ -63,20 +63,27 @@ def _format(entry: dict[str, Any]) -> str:
     return f"{when:%Y-%m-%dT%H:%M:%S} {message}"
 
 
-def _query(selector: list[str], lines: int) -> list[str]:
+def _query(selector: list[str], lines: int) -> list[dict[str, Any]]:
     # --all: without it journalctl prints null for any field over 4096 bytes (a long traceback
     # line would vanish). check=False: "no journal files" is an answer here, not a failure.
     argv = ["journalctl", *selector, "-o", "json", "--all", "--no-pager", "-n", str(lines)]
     proc = run(argv, timeout=15, check=False)
-    out: list[str] = []
+    out: list[dict[str, Any]] = []
     for raw in proc.stdout.splitlines():
         try:
             entry = json.loads(raw)
         except ValueError:
             continue  # e.g. a "-- No entries --" banner from an older journalctl
         if isinstance(entry, dict):
-            out.append(_format(entry))
+            out.append(entry)
     return out
+
+
+def _when(entry: dict[str, Any]) -> int:
+    try:
+        return int(entry["__REALTIME_TIMESTAMP"])
+    except (KeyError, ValueError, TypeError):
+        return 0
 
 
 def _file_tail(path: Path, lines: int) -> list[str]:
@@ -85,22 +92,37 @@ def _file_tail(path: Path, lines: int) -> list[str]:
 
 
 def tail(unit: str, lines: int = 50, log_file: Path | None = None) -> JournalTail:
-    """The last `lines` message lines of a user unit, from the first place that has any."""
+    """The last `lines` message lines of a user unit, from the first place that has any.
+
+    Both journal selectors are asked and their entries merged: for a normal user (systemd 252)
+    `--user-unit=` can miss the output of a process that already exited (a crashing agent's
+    last words) that `--user -u` still finds, and the other way round for group readers.
+    """
     if lines <= 0:
         return JournalTail([], "none")
     attempts: list[tuple[list[str], Source]] = [
         ([f"--user-unit={unit}"], "journal"),
         (["--user", "-u", unit], "user-journal"),
     ]
-    for selector, source in attempts:
+    seen: dict[str, dict[str, Any]] = {}
+    source: Source = "none"
+    for selector, name in attempts:
         try:
             found = _query(selector, lines)
         except FleetError:
             break  # journalctl missing or hung: the log file is all there is
-        if found:
-            return JournalTail(found, source)
-    if log_file is not None and log_file.is_file():
+        if found and source == "none":
+            source = name
+        for entry in found:
+            seen.setdefault(str(entry.get("__CURSOR") or len(seen)), entry)
+    entries = sorted(seen.values(), key=_when)[-lines:]
+    # Only the manager's lines about the unit (started, failed) are not the agent's words: then
+    # its log file, when it has one, says more.
+    own = any(_decode(e.get("_SYSTEMD_USER_UNIT")) == unit for e in entries)
+    if not own and log_file is not None and log_file.is_file():
         return JournalTail(_file_tail(log_file, lines), "log-file")
+    if entries:
+        return JournalTail([_format(e) for e in entries], source)
     return JournalTail([], "none")
 
 
