@@ -96,6 +96,7 @@ echo ready > "$FLEET_TB_RUNTIME/../init-started"
 wait
 """
 
+
 class UserManagerError(RuntimeError):
     pass
 
@@ -141,7 +142,9 @@ class UserManager:
     "volatile" (journald keeps lines in /run only: a normal user reads none of them).
     """
 
-    def __init__(self, base: Path | None = None, *, uid: int | None = None, journal: str = "persistent") -> None:
+    def __init__(
+        self, base: Path | None = None, *, uid: int | None = None, journal: str = "persistent"
+    ) -> None:
         # Not under /tmp: units use PrivateTmp=, which would hide a HOME kept there. /home is
         # where a real user's HOME is, so ProtectHome= is exercised as on a real host.
         self.base = Path(base or tempfile.mkdtemp(prefix="fleetctl-testbed-", dir="/home"))
