@@ -34,6 +34,13 @@ def pytest_configure(config: pytest.Config) -> None:
     so do the test managers. FLEET_TB_HOST_NET=1 keeps the host's network.
     """
     global HOST_NETNS
+    if os.geteuid() == 0 and not config.option.basetemp:
+        # The test user must reach tmp_path; /tmp/pytest-of-root is 0700 and every pytest run
+        # on the host resets it, so this session's temp dirs live in a root of their own.
+        import tempfile
+
+        config.option.basetemp = tempfile.mkdtemp(prefix="fleetctl-pytest-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
     if os.geteuid() != 0 or os.environ.get("FLEET_TB_HOST_NET") == "1" or shutil.which("ip") is None:
         return
     import ctypes

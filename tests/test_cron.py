@@ -141,9 +141,9 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
         listing = m.run(["crontab", "-l"], env=m.ns_env()).stdout
         (line,) = [ln for ln in listing.splitlines() if " watchdog --profiles " in ln]
         command = line.split(None, 5)[5]
-        assert "XDG_RUNTIME_DIR=/run/user/0" in command and shlex.split(command)[0] == "/usr/bin/env"
+        assert f"XDG_RUNTIME_DIR={m.xdg_runtime_dir}" in command and shlex.split(command)[0] == "/usr/bin/env"
         # What cron gives a job: nothing but these four (HOME from passwd, not the test's HOME).
-        cron_env = ["PATH=/usr/bin:/bin", "HOME=/root", "SHELL=/bin/sh", "LOGNAME=root"]
+        cron_env = ["PATH=/usr/bin:/bin", f"HOME={m.home}", "SHELL=/bin/sh", f"LOGNAME={m.user}"]
         proc = m.run(["/usr/bin/env", "-i", *cron_env, "/bin/sh", "-c", command], env=m.ns_env())
         assert proc.returncode == 0, (proc.stdout, proc.stderr)
         assert proc.stdout == "" and proc.stderr == ""  # all of it went to the log
