@@ -252,7 +252,7 @@ class UserManager:
         if self.cron is not None:
             return
         self.cron = subprocess.Popen(
-            [*self.nsenter_argv(), "cron", "-f"],
+            [*self.nsenter_argv(as_root=True), "cron", "-f"],
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
             stdin=subprocess.DEVNULL,
             stdout=open(self.base / "cron.log", "wb"),
@@ -291,8 +291,8 @@ class UserManager:
         env.update(extra)
         return env
 
-    def nsenter_argv(self, as_root: bool = True, cwd: str | os.PathLike[str] | None = None) -> list[str]:
-        """argv prefix that runs a command inside the namespaces, as root or as the test user."""
+    def nsenter_argv(self, as_root: bool = False, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """argv prefix that runs a command inside the namespaces, as the test user (or as root)."""
         assert self.ns_pid, "manager not started"
         argv = ["nsenter", f"--target={self.ns_pid}", "--mount", "--pid", "--cgroup"]
         if cwd is not None:  # nsenter --mount starts in /; --wd keeps the caller's directory
