@@ -7,7 +7,6 @@ Loading reads only the profile files: nothing here touches systemd or the agents
 from __future__ import annotations
 
 import os
-
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path

@@ -152,7 +152,9 @@ def install(
         if wait:
             fallback = _wait_healthy(mgr, fleet, plan, say)
             if fallback:
+                _confirm_host_refuses_namespaces(mgr, fallback)
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
+        _verify_sandbox(mgr, fleet, target, userns_problem, say)
         _record_configs(fleet, healthy=wait)
         _ensure_linger(say)
     return plan
@@ -205,7 +207,10 @@ def _save_manifest(fleet: Fleet, plan: Plan, prune: bool) -> None:
 def _remove_units(mgr: SystemdManager, units: list[str], say: Say) -> None:
     if not units:
         return
-    mgr.stop(units)
+    try:
+        mgr.stop(units)
+    except FleetError as e:  # e.g. a unit file systemd rejects: nothing of it runs, remove it anyway
+        say(f"warning: {e}")
     mgr.disable(units)
     for u in units:
         remove(paths.unit_dir() / u)
@@ -232,6 +237,62 @@ def _failure_message(fleet: Fleet, broken: dict, reasons: dict[str, str]) -> str
         shown = "\n    ".join(logs.lines) or "(no log lines)"
         parts.append(f"{name}: {reasons.get(name, 'not healthy')}; last log lines:\n    {shown}")
     return "install: agent(s) not healthy: " + "\n".join(parts)
+
+
+def _confirm_host_refuses_namespaces(mgr: SystemdManager, agents: set[str]) -> None:
+    """226/NAMESPACE also comes from a unit's own mistake (a sandbox path that does not exist):
+    only drop the sandbox when a probe unit with no paths of its own fails the same way."""
+    from fleetctl.lifecycle import sandbox
+
+    verdict = sandbox.probe(mgr)
+    if verdict.namespace_exit:
+        return
+    names = ", ".join(sorted(agents))
+    if verdict.in_effect:
+        raise FleetError(
+            f"install: {names} failed with 226/NAMESPACE, but this manager does set up namespaces (a probe "
+            "unit got its own): a path in the unit's sandbox is wrong, not the host; check that workspace, "
+            "config_dir and sandbox.read_write_paths exist and are spelled right (the sandbox is kept; "
+            f"`journalctl --user -u fleet-NAME` names the path)"
+        )
+    raise FleetError(
+        f"install: {names} failed with 226/NAMESPACE and a probe could not tell why ({verdict.detail}); "
+        "the sandbox is kept: run `fleetctl doctor`"
+    )
+
+
+def _verify_sandbox(
+    mgr: SystemdManager, fleet: Fleet, target: Target, userns_problem: str | None, say: Say
+) -> None:
+    """Look at each running agent: does it have the mount namespace its sandbox needs? Loud if not."""
+    from fleetctl.lifecycle import sandbox
+
+    fallback = set(manifest.load().sandbox_fallback)
+    sandboxed = [p for p in fleet.profiles if p.sandbox.enabled]
+    infos = mgr.units([paths.unit_name(p.name) for p in sandboxed])
+    applied = []
+    for p in sandboxed:
+        verdict = sandbox.check_process(infos[paths.unit_name(p.name)].main_pid)
+        if verdict.in_effect:
+            applied.append(p.name)
+        elif verdict.in_effect is None:
+            say(f"warning: {p.name}: sandbox not verified: {verdict.detail}")
+        else:
+            if not target.userns:
+                why = f"the units are rendered without namespace directives because {userns_problem}"
+            elif p.name in fallback:
+                why = "its unit fell back to no namespace directives after 226/NAMESPACE on this host"
+            else:
+                why = (
+                    "the user manager ignored the namespace directives (systemd says so only at debug "
+                    "level); `fleetctl doctor` measures what this host allows"
+                )
+            say(
+                f"warning: {p.name}: SANDBOX NOT IN EFFECT: it "
+                f"{verdict.detail.removeprefix('runs ')}; why: {why}"
+            )
+    if applied:
+        say(f"sandbox in effect (own mount namespace): {', '.join(applied)}")
 
 
 def _retry_without_namespaces(

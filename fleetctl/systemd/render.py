@@ -110,16 +110,20 @@ def _sandbox(p: Profile, target: Target) -> list[str]:
         return out
     # Not ProtectKernelTunables=: it fails with 226/NAMESPACE on kernels without
     # /proc/kallsyms, for little gain in an agent. In a user unit these need a mount
-    # namespace, which systemd builds inside an implied user namespace (PrivateUsers=);
-    # hosts that forbid those get the fallback above.
+    # namespace, which a non-root manager can only build inside a user namespace: without
+    # an explicit PrivateUsers=yes, systemd 252 silently runs the agent unsandboxed. Hosts
+    # that forbid user namespaces get the fallback above. (The root manager needs no user
+    # namespace, and PrivateUsers= costs it nothing an agent needs.)
     # Only the agent's own directories are writable; fleetctl's state is not the agent's.
     writable = [paths.to_specifier(p.workspace), paths.to_specifier(p.config_dir)]
     writable += ["-" + paths.to_specifier(w) for w in p.sandbox.read_write_paths]
     out += [
+        "PrivateUsers=yes",
         "PrivateTmp=yes",
         "ProtectSystem=strict",
         "ProtectHome=read-only",
-        "ReadWritePaths=" + " ".join(writable),
+        # Quoted: a path with a space would otherwise be two missing paths (226/NAMESPACE).
+        "ReadWritePaths=" + " ".join(_quote(w) for w in writable),
         "ProtectControlGroups=yes",
     ]
     return out
