@@ -23,7 +23,7 @@ from fleetctl.diagnosis.redact import Redactor, read_env_file
 from fleetctl.fleet.profiles import Fleet, FleetSettings, Profile
 from fleetctl.fleet.schema import SECRETISH
 from fleetctl.healing.observe import Observation
-from fleetctl.systemd.journal import tail
+from fleetctl.systemd.journal import agent_tail
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Evidence:
 
 def gather(obs: Observation, recent_ooms: int) -> Evidence:
     p, info = obs.profile, obs.info
-    got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
+    got = agent_tail(p.name, LOG_LINES)
     valid, detail = config_problem(p)
     props = {
         "ActiveState": info.active_state,

@@ -32,6 +32,7 @@ class Recorder:
             "agent": p.name,
             "symptom": redact(symptom),
             "log_source": diag.get("log_source"),
+            "log_warning": diag.get("log_warning"),
             "log_excerpt": diag.get("log_excerpt", []),
             "config_valid": diag.get("config_valid"),
             "diagnosis": diag.get("diagnosis"),

@@ -125,11 +125,23 @@ def _journal(fleet: Fleet | None) -> Check:
     from fleetctl.systemd.journal import journal_readable
 
     ok, text = journal_readable()
-    uses_file = fleet is not None and any(p.log_file for p in fleet.profiles)
+    from fleetctl.lifecycle import manifest
+
+    try:
+        installed_with_files = manifest.load().log_files
+    except FleetError:
+        installed_with_files = False
+    uses_file = installed_with_files or (fleet is not None and any(p.log_file for p in fleet.profiles))
     if ok:
         return Check("journal", "ok", f"{text}; the watchdog reads agents' lines from the journal")
     if uses_file:
-        return Check("journal", "warn", f"{text}; the watchdog falls back to per-agent log files")
+        return Check(
+            "journal",
+            "warn",
+            f"{text.split('; fix: ')[0]}; install made the agents write per-agent log files, which "
+            "`fleetctl logs` and the watchdog read",
+            text.partition("; fix: ")[2],
+        )
     return Check(
         "journal",
         "fail",

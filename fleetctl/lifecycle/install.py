@@ -13,7 +13,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fleetctl.common import paths
@@ -51,16 +51,20 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def detect_target(mgr: SystemdManager) -> tuple[Target, str | None]:
+def detect_target(mgr: SystemdManager, log_files: bool | None = None) -> tuple[Target, str | None]:
+    """What to render for: the manager's version, user namespaces, and (unless given) whether
+    the last install chose per-agent log files."""
     problem = hostcheck.userns_problem()
-    return Target(systemd_version=mgr.version_number(), userns=problem is None), problem
+    if log_files is None:
+        log_files = manifest.load().log_files
+    return Target(mgr.version_number(), userns=problem is None, log_files=log_files), problem
 
 
 def make_plan(fleet: Fleet, target: Target, fallback: set[str] | None = None) -> Plan:
     plan = Plan()
     unit_dir = paths.unit_dir()
     for p in fleet.profiles:
-        t = target if p.name not in (fallback or set()) else Target(target.systemd_version, userns=False)
+        t = target if p.name not in (fallback or set()) else replace(target, userns=False)
         text = render_unit(p, t)
         plan.texts[p.name] = text
         f = unit_dir / paths.unit_name(p.name)
@@ -120,8 +124,11 @@ def install(
     fleet = load_fleet(profiles_dir)  # validate everything before touching anything
     for w in check_secrets(fleet):
         say(f"warning: {w}")
+    from fleetctl.systemd.journal import journal_readable
+
+    journal_ok, journal_text = journal_readable()
     with SystemdManager() as mgr:
-        target, userns_problem = detect_target(mgr)
+        target, userns_problem = detect_target(mgr, log_files=not journal_ok)
         plan = make_plan(fleet, target, set(manifest.load().sandbox_fallback))
         if dry_run:
             for line in plan.lines(prune):
@@ -129,7 +136,13 @@ def install(
             return plan
         if userns_problem:
             say(f"warning: namespace sandboxing left out of the units: {userns_problem}")
-        _prepare_host(fleet, say)
+        if target.log_files:
+            say(
+                f"warning: journal: {journal_text.split('; fix: ')[0]}; so each agent writes to "
+                f"{paths.agent_log_file('AGENT')} instead (`fleetctl logs`, config apply and the "
+                "watchdog read it there)"
+            )
+        _prepare_host(fleet, target, say)
         changed = plan.create + plan.update
         for name in changed:
             write_atomic(paths.unit_dir() / paths.unit_name(name), plan.texts[name])
@@ -160,7 +173,7 @@ def install(
     return plan
 
 
-def _prepare_host(fleet: Fleet, say: Say) -> None:
+def _prepare_host(fleet: Fleet, target: Target, say: Say) -> None:
     """The python shim, credentials links and the agents' directories (0700)."""
     shim = (
         f'#!/bin/sh\n# Written by fleetctl install: runs {{python}} commands.\nexec {sys.executable} "$@"\n'
@@ -176,8 +189,14 @@ def _prepare_host(fleet: Fleet, say: Say) -> None:
                 m.created_dirs.setdefault(p.name, []).append(str(path))
         if p.secrets_file:
             link_credentials(p, paths.expand(p.secrets_file))
-        if p.log_file:
-            paths.agent_log_file(p.name).parent.mkdir(parents=True, exist_ok=True)
+        if p.log_file or target.log_files:
+            # Log text may hold secrets: 0600 in a 0700 dir, made before systemd opens it (0644).
+            log = paths.agent_log_file(p.name)
+            log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+    m.log_files = target.log_files
     manifest.save(m)
 
 
@@ -228,12 +247,11 @@ def _wait_healthy(mgr: SystemdManager, fleet: Fleet, plan: Plan, say: Say) -> se
 
 
 def _failure_message(fleet: Fleet, broken: dict, reasons: dict[str, str]) -> str:
-    from fleetctl.systemd.journal import tail
+    from fleetctl.systemd.journal import agent_tail
 
     parts = []
     for name in broken:
-        p = fleet.get(name)
-        logs = tail(paths.unit_name(name), 10, paths.agent_log_file(name) if p.log_file else None)
+        logs = agent_tail(name, 10)
         shown = "\n    ".join(logs.lines) or "(no log lines)"
         parts.append(f"{name}: {reasons.get(name, 'not healthy')}; last log lines:\n    {shown}")
     return "install: agent(s) not healthy: " + "\n".join(parts)

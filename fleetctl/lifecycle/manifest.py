@@ -23,6 +23,9 @@ class Manifest:
     created_dirs: dict[str, list[str]] = field(default_factory=dict)
     # agents whose units failed 226/NAMESPACE: rendered without namespace sandboxing from then on
     sandbox_fallback: list[str] = field(default_factory=list)
+    # set when this user could not read its units' lines from the journal at install: every
+    # agent then writes to its log file (render.Target.log_files)
+    log_files: bool = False
     version: int = VERSION
 
 
@@ -40,7 +43,11 @@ def load() -> Manifest:
         raise FleetError(f"{p}: unreadable ({e}); move it aside and run `fleetctl install` again") from None
     if doc.get("version", 0) > VERSION:
         raise FleetError(f"{p}: written by a newer fleetctl (version {doc['version']}); upgrade fleetctl")
-    known = {k: doc[k] for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback") if k in doc}
+    known = {
+        k: doc[k]
+        for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback", "log_files")
+        if k in doc
+    }
     return Manifest(**known)
 
 

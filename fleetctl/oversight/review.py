@@ -181,10 +181,9 @@ def review(
 
 
 def coordinator_log(p: Profile, lines: int = LOG_LINES) -> list[str]:
-    from fleetctl.systemd.journal import tail
+    from fleetctl.systemd.journal import agent_tail
 
-    log_file = paths.agent_log_file(p.name) if p.log_file else None
     try:
-        return tail(paths.unit_name(p.name), lines, log_file).lines
+        return agent_tail(p.name, lines).lines
     except (FleetError, OSError):
         return []

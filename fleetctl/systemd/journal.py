@@ -126,6 +126,14 @@ def tail(unit: str, lines: int = 50, log_file: Path | None = None) -> JournalTai
     return JournalTail([], "none")
 
 
+def agent_tail(agent: str, lines: int = 50) -> JournalTail:
+    """An agent's last lines: the journal, else its log file (set by the profile's log_file, or
+    by install when this user cannot read its units' lines from the journal)."""
+    from fleetctl.common import paths
+
+    return tail(paths.unit_name(agent), lines, paths.agent_log_file(agent))
+
+
 def follow_argv(unit: str, lines: int) -> list[str]:
     """What `fleetctl logs -f` execs. --user-unit (not --user -u) because it reads a superset."""
     return ["journalctl", f"--user-unit={unit}", "-f", "-n", str(lines), "-o", "short-iso", "--no-pager"]
@@ -149,24 +157,53 @@ def _configured_storage() -> str:
     return storage
 
 
+VOLATILE_DIR = Path("/run/log/journal")
+
+
+def _has_journal_files(d: Path) -> bool:
+    try:
+        return any(d.glob("*/*.journal"))
+    except OSError:
+        return False
+
+
+def storage() -> tuple[str, str]:
+    """journald's storage as it is: ("persistent" | "volatile" | "none", what says so).
+
+    From journald's own config (Storage=, last assignment wins) and the files it keeps: with
+    Storage=auto, persistent only once journald writes under /var/log/journal, which an empty
+    directory does not prove.
+    """
+    configured = _configured_storage()
+    if configured == "none":
+        return "none", "Storage=none in journald.conf"
+    if _has_journal_files(PERSISTENT_DIR):
+        return "persistent", f"journal files in {PERSISTENT_DIR} (Storage={configured})"
+    if configured == "volatile" or _has_journal_files(VOLATILE_DIR):
+        return "volatile", f"Storage={configured}, journal files only in {VOLATILE_DIR}"
+    if configured == "persistent" or PERSISTENT_DIR.is_dir():
+        return "persistent", f"Storage={configured}, {PERSISTENT_DIR} exists but holds no files yet"
+    return "volatile", f"Storage={configured} and no {PERSISTENT_DIR}"
+
+
 def journal_readable() -> tuple[bool, str]:
     """For `fleetctl doctor`: can this user read its own units' lines, and will they last?"""
     if shutil.which("journalctl") is None:
         return False, "journalctl not found; `fleetctl logs` can only show per-agent log files"
-    storage = _configured_storage()
-    persistent = storage == "persistent" or (storage == "auto" and PERSISTENT_DIR.is_dir())
+    kind, why_kind = storage()
+    persistent = kind == "persistent"
     advice = (
         "set Storage=persistent in /etc/systemd/journald.conf (or `sudo mkdir -p /var/log/journal`), "
         "then `sudo systemctl restart systemd-journald`"
     )
-    if storage == "none":
+    if kind == "none":
         where = "journald is configured with Storage=none: it keeps no lines at all"
     elif persistent:
-        where = "persistent storage (/var/log/journal)"
+        where = f"persistent storage ({why_kind})"
     else:
         where = (
-            "volatile storage (/var/log/journal missing): lines are lost at reboot, and journald keeps "
-            "no per-user journal files, so only root and the systemd-journal/adm groups can read them"
+            f"volatile storage ({why_kind}): lines are lost at reboot, and journald keeps no per-user "
+            "journal files, so only root and the systemd-journal/adm groups can read them"
         )
     # Anything logged by a process of ours (the user manager, our units) shows whether the
     # files holding our units' lines are open to us; same file selection as tail()'s first try.
@@ -181,8 +218,8 @@ def journal_readable() -> tuple[bool, str]:
         return True, f"journal readable, but {where}; fix: {advice}"
     hint = (proc.stderr.strip().splitlines() or [""])[-1]
     why = f" (journalctl: {hint})" if hint else ""
-    if storage == "none" or not persistent:
-        fix = advice if storage != "none" else "remove Storage=none from journald.conf"
+    if kind == "none" or not persistent:
+        fix = advice if kind != "none" else "remove Storage=none from journald.conf"
         return False, (
             f"cannot read journal lines of uid {uid}: {where}{why}; fix: {fix}, or "
             "`sudo usermod -aG systemd-journal $USER`; until then `fleetctl logs` uses per-agent log files"

@@ -25,6 +25,7 @@ class Target:
 
     systemd_version: int = 252
     userns: bool = True  # namespace sandboxing usable (unprivileged user namespaces allowed)
+    log_files: bool = False  # the user cannot read its units' journal lines: every agent logs to a file
 
 
 BASELINE = Target()  # what `units/` is rendered for: Debian 12's systemd, namespaces usable
@@ -67,7 +68,7 @@ def render_unit(profile: Profile, target: Target = BASELINE) -> str:
     ]
     if p.secrets_file:
         lines.append(f"EnvironmentFile=-{credentials_link(p.name)}")
-    if p.log_file:
+    if p.log_file or target.log_files:
         lines += [f"StandardOutput=append:{log_file(p.name)}", "StandardError=inherit"]
     lines += [
         f"Restart={p.restart.policy}",
