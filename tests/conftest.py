@@ -84,8 +84,22 @@ def require_testbed() -> None:
 
 @pytest.fixture(scope="session")
 def user_manager() -> Iterator[UserManager]:
+    """The session's manager: the test user's, journald with persistent per-user files."""
     require_testbed()
     manager = UserManager()
+    manager.start()
+    try:
+        yield manager
+    finally:
+        manager.stop()
+
+
+@pytest.fixture(scope="session")
+def user_manager_volatile() -> Iterator[UserManager]:
+    """A second manager whose journald keeps volatile storage (Storage=volatile): the test user
+    can read none of its units' journal lines, as on a host without /var/log/journal."""
+    require_testbed()
+    manager = UserManager(journal="volatile")
     manager.start()
     try:
         yield manager
@@ -156,14 +170,20 @@ def fleetctl(user_manager: UserManager, tmp_path: Path) -> Iterator[Fleetctl]:
     try:
         yield runner
     finally:
-        runner("uninstall", "--purge", check=False)
-        user_manager.run(["crontab", "-r"], env=runner.env)  # the namespace's private crontab
-        home = user_manager.home
-        for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
-            shutil.rmtree(home / d, ignore_errors=True)
-        with runner.systemd() as mgr:
-            left = [u for u in mgr.list_units("fleet-") if mgr.units([u])[u].active_state != "inactive"]
-        assert not left, f"units left running: {left}"
+        clean_up(runner)
+
+
+def clean_up(runner: Fleetctl) -> None:
+    """Uninstall, empty the crontab and the user's fleetctl dirs; fail if a unit still runs."""
+    user_manager = runner.manager
+    runner("uninstall", "--purge", check=False)
+    user_manager.run(["crontab", "-r"], env=runner.env)  # the namespace's private crontab
+    home = user_manager.home
+    for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
+        shutil.rmtree(home / d, ignore_errors=True)
+    with runner.systemd() as mgr:
+        left = [u for u in mgr.list_units("fleet-") if mgr.units([u])[u].active_state != "inactive"]
+    assert not left, f"units left running: {left}"
 
 
 @pytest.fixture
