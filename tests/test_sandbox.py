@@ -8,7 +8,6 @@ the sandbox and, on a manager where it cannot apply, say so instead of "ok".
 from __future__ import annotations
 
 import json
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -143,13 +142,3 @@ def test_doctor_measures_the_sandbox(fleetctl: Fleetctl, tmp_path: Path) -> None
     assert line.startswith("ok") and "measured: a probe unit got its own mount namespace" in line, doctor
     with fleetctl.systemd() as mgr:
         assert not [u for u in mgr.list_units("fleetctl-sandbox-probe")], "probe unit left behind"
-
-
-def test_session_has_its_own_network(user_manager) -> None:  # type: ignore[no-untyped-def]
-    """Ports here are not the host's: the session and the manager share a loopback-only netns."""
-    import conftest
-
-    if conftest.HOST_NETNS is None:
-        pytest.skip("FLEET_TB_HOST_NET=1: the session uses the host's network")
-    assert os.readlink("/proc/self/ns/net") == os.readlink(f"/proc/{user_manager.ns_pid}/ns/net")
-    assert os.readlink("/proc/self/ns/net") != os.readlink(conftest.HOST_NETNS)

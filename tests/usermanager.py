@@ -259,6 +259,9 @@ class UserManager:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # cron notices a changed crontab by the spool's mtime in whole seconds: a crontab
+        # written in the second it read the spool would go unseen. Let that second pass.
+        time.sleep(1.1)
 
     # --- using it --------------------------------------------------------------------------
     @property
