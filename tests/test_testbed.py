@@ -18,12 +18,18 @@ from fleetctl.fleet.profiles import load_fleet
 
 pytestmark = pytest.mark.systemd
 
+# Holds every given port on the host's loopback (one already held by something else on the
+# host, e.g. a real fleet, is just as occupied).
 HOLDER = """
-import socket, sys, time
+import errno, socket, sys, time
 socks = []
 for port in sys.argv[1:]:
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", int(port))); s.listen(); socks.append(s)
+    try:
+        s.bind(("127.0.0.1", int(port))); s.listen(); socks.append(s)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
 print("holding", flush=True)
 time.sleep(600)
 """
