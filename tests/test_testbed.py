@@ -94,7 +94,8 @@ def test_cron_runs_the_users_crontab(user_manager: UserManager) -> None:
     m.run(["crontab", "-"], input=f"* * * * * id -u > {mark}\n", check=True)
     try:
         ps = m.run(["ps", "-eo", "pid,user,args"], as_root=True).stdout
-        wait_for(lambda: mark.exists() and mark.read_text().strip(), 75, f"cron to run the job; processes:\n{ps}")
+        what = f"cron to run the job; processes:\n{ps}"
+        wait_for(lambda: mark.exists() and mark.read_text().strip(), 75, what)
         assert mark.read_text().strip() == str(m.uid)
     finally:
         m.run(["crontab", "-r"])
