@@ -34,6 +34,7 @@ CGROUP_V2 = Path("/sys/fs/cgroup/unified")
 _INIT = r"""
 set -eu
 U=$FLEET_TB_UID; G=$FLEET_TB_GID
+if [ "$FLEET_TB_NETNS" = 1 ]; then ip link set lo up; fi
 mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
 mkdir /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
 mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
@@ -143,7 +144,12 @@ class UserManager:
     """
 
     def __init__(
-        self, base: Path | None = None, *, uid: int | None = None, journal: str = "persistent"
+        self,
+        base: Path | None = None,
+        *,
+        uid: int | None = None,
+        journal: str = "persistent",
+        netns: bool = False,
     ) -> None:
         # Not under /tmp: units use PrivateTmp=, which would hide a HOME kept there. /home is
         # where a real user's HOME is, so ProtectHome= is exercised as on a real host.
@@ -151,6 +157,7 @@ class UserManager:
         self.uid = bed_uid() if uid is None else uid
         self.user, self.gid = ensure_user(self.uid)
         self.journal = journal
+        self.netns = netns  # a network namespace of its own (pytest gives the whole session one)
         self.runtime_dir = self.base / "runtime"
         self.home = self.base / "home"
         self.cgroup_name = f"fleetctl-test-{uuid.uuid4().hex[:12]}"
@@ -190,6 +197,7 @@ class UserManager:
             "FLEET_TB_GROUP": str(self.base / "group"),
             "FLEET_TB_BASE": str(self.base),
             "FLEET_TB_EXPOSE": "",
+            "FLEET_TB_NETNS": "1" if self.netns else "0",
         }
         hidden = _hidden_interpreter_dir() if self.uid != 0 else None
         if hidden is not None:
@@ -200,7 +208,9 @@ class UserManager:
         # namespace root (and so everything the manager can see or touch) is that sub-cgroup.
         launcher = (
             "for f in " + " ".join(cgroups) + '; do echo $$ > "$f"; done; '
-            "exec unshare --mount --cgroup --pid --fork --mount-proc --propagation private "
+            "exec unshare "
+            + ("--net " if self.netns else "")
+            + "--mount --cgroup --pid --fork --mount-proc --propagation private "
             "bash -c " + _shell_quote(_INIT)
         )
         self.proc = subprocess.Popen(
@@ -298,6 +308,8 @@ class UserManager:
         """argv prefix that runs a command inside the namespaces, as the test user (or as root)."""
         assert self.ns_pid, "manager not started"
         argv = ["nsenter", f"--target={self.ns_pid}", "--mount", "--pid", "--cgroup"]
+        if self.netns:
+            argv.append("--net")
         if cwd is not None:  # nsenter --mount starts in /; --wd keeps the caller's directory
             argv.append(f"--wd={cwd}")
         argv.append("--")
@@ -514,7 +526,7 @@ def _shell_main(argv: list[str]) -> int:
         return 1
     repo = Path(__file__).resolve().parent.parent
     profiles = Path(argv[0]).resolve() if argv else repo / "profiles"
-    manager = UserManager()
+    manager = UserManager(netns=True)  # the example ports may be in use on this machine
     try:
         manager.start()
         env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\u:\\w$ ")
