@@ -60,6 +60,20 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
     else:
         assert "warning: journal" not in out and not log_file.exists(), out
 
+    # doctor reads journald's real storage: its config and where its files are
+    doctor = fc("doctor", "--profiles", str(profiles), check=False).stdout
+    (journal_line,) = [ln for ln in doctor.splitlines() if " journal " in ln]
+    if volatile:
+        assert journal_line.startswith("warn") and "volatile storage (Storage=volatile" in journal_line, (
+            doctor
+        )
+        assert "install made the agents write per-agent log files" in journal_line
+    else:
+        assert (
+            journal_line.startswith("ok")
+            and "persistent storage (journal files in /var/log/journal" in journal_line
+        )
+
     # logs
     logs = wait_for(lambda: fc("logs", "talker", "--profiles", str(profiles), check=False).stdout, 10, "logs")
     assert own in logs
