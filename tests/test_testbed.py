@@ -37,6 +37,8 @@ time.sleep(600)
 
 def test_manager_is_the_test_users(user_manager: UserManager) -> None:
     m = user_manager
+    if os.environ.get("FLEET_TB_ROOT") == "1":
+        pytest.skip("FLEET_TB_ROOT=1 asked for the old root bed")
     assert m.uid != 0 and m.user != "root"
     who = m.run(["sh", "-c", "id -u; echo $HOME; stat -c %u /run/user/$(id -u)"], check=True).stdout.split()
     assert who == [str(m.uid), str(m.home), str(m.uid)]

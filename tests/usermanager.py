@@ -88,7 +88,9 @@ done
 ( for h in systemd unified; do
     echo $BASHPID > /sys/fs/cgroup/$h/user.slice/user-$U.slice/user@$U.service/cgroup.procs
   done
-  if [ "$U" = 0 ]; then exec /lib/systemd/systemd --user --log-target=journal-or-kmsg; fi
+  if [ "$U" = 0 ]; then
+    XDG_RUNTIME_DIR=/run/user/0 exec /lib/systemd/systemd --user --log-target=journal-or-kmsg
+  fi
   exec setpriv --reuid="$U" --regid="$G" --init-groups -- \
     env -i PATH="$PATH" HOME="$HOME" USER="$FLEET_TB_USER" LOGNAME="$FLEET_TB_USER" \
     XDG_RUNTIME_DIR=/run/user/$U LANG=C.UTF-8 \
@@ -227,8 +229,9 @@ class UserManager:
             if self.proc.poll() is not None:
                 raise UserManagerError(f"test manager exited early: {self._log_tail()}")
             if time.monotonic() > deadline:
+                tail = self._log_tail()
                 self.stop()
-                raise UserManagerError(f"test manager not ready in {timeout}s: {self._log_tail()}")
+                raise UserManagerError(f"test manager not ready in {timeout}s: {tail}")
             time.sleep(0.05)
         self.ns_pid = self._find_ns_init()
         self._wait_bus(deadline)
