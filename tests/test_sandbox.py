@@ -7,14 +7,21 @@ the sandbox and, on a manager where it cannot apply, say so instead of "ok".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Fleetctl, wait_for
-from usermanager import free_port
+from conftest import REPO, Fleetctl, wait_for
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from usermanager import UserManager, free_port
+
+from fleetctl.fleet.profiles import load_fleet
+from fleetctl.systemd.manager import MANAGER_IFACE, SERVICE_IFACE, UNIT_IFACE
+from fleetctl.systemd.render import render_unit
 
 pytestmark = pytest.mark.systemd
 
@@ -144,3 +151,47 @@ def test_doctor_measures_the_sandbox(fleetctl: Fleetctl, tmp_path: Path) -> None
     assert line.startswith("ok") and "measured: a probe unit got its own mount namespace" in line, doctor
     with fleetctl.systemd() as mgr:
         assert not [u for u in mgr.list_units("fleetctl-sandbox-probe")], "probe unit left behind"
+
+
+# A path with a space was one example; any directory name a user may pick is the class.
+_NAME_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"), exclude_characters="/")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(_NAME_CHARS, min_size=1, max_size=12).filter(lambda s: s not in (".", "..")))
+@example(name="my agent")
+@example(name="a \"b\\c $d %e 'f")
+@example(name=" -x ")
+def test_any_workspace_name_stays_one_writable_path(user_manager: UserManager, name: str) -> None:
+    """render's ReadWritePaths= reaches systemd as exactly the workspace and config dir."""
+    base = load_fleet(REPO / "profiles").get("coder")
+    p = dataclasses.replace(base, workspace=f"~/ws/{name}", config_dir=f"~/cfg/{name}")
+    unit = f"rwtest-{uuid.uuid4().hex[:8]}.service"
+    unit_dir = user_manager.home / ".config/systemd/user"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    (unit_dir / unit).write_text(render_unit(p).replace("[Install]\nWantedBy=default.target\n", ""))
+    user_manager.give(user_manager.home / ".config")
+    try:
+        user_manager.run(["systemctl", "--user", "daemon-reload"], check=True)
+        path = _busctl(
+            user_manager, "call", "/org/freedesktop/systemd1", MANAGER_IFACE, "LoadUnit", "s", unit
+        )
+        props = {
+            prop: _busctl(user_manager, "get-property", path[0], iface, prop)
+            for iface, prop in ((UNIT_IFACE, "LoadState"), (SERVICE_IFACE, "ReadWritePaths"))
+        }
+        assert props["LoadState"] == "loaded", props
+        home = str(user_manager.home)
+        assert props["ReadWritePaths"] == [f"{home}/ws/{name}", f"{home}/cfg/{name}"], props
+    finally:
+        (unit_dir / unit).unlink()
+        user_manager.run(["systemctl", "--user", "daemon-reload"])
+
+
+def _busctl(m: UserManager, verb: str, obj: str, iface: str, member: str, *args: str):  # type: ignore[no-untyped-def]
+    r = m.run(
+        ["busctl", "--user", "--json=short", verb, "org.freedesktop.systemd1", obj, iface, member, *args]
+    )
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)["data"]
+    return data
