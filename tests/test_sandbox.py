@@ -144,6 +144,41 @@ def test_doctor_and_install_tell_the_truth_where_the_sandbox_cannot_apply(
     )
 
 
+@pytest.fixture
+def userns_forbidden(fleetctl: Fleetctl):  # type: ignore[no-untyped-def]
+    """What fleetctl reads on a host that forbids user namespaces (user.max_user_namespaces=0),
+    shown inside the bed's mount namespace only: fleetctl renders the fallback without namespace
+    directives there, so the agents really run unsandboxed."""
+    m = fleetctl.manager
+    if m.uid == 0:
+        pytest.skip("FLEET_TB_ROOT=1: a root manager needs no user namespace")
+    zero = m.base / "max_user_namespaces"
+    zero.write_text("0\n")
+    zero.chmod(0o644)
+    m.run(["mount", "--bind", str(zero), "/proc/sys/user/max_user_namespaces"], as_root=True, check=True)
+    try:
+        yield
+    finally:
+        m.run(["umount", "/proc/sys/user/max_user_namespaces"], as_root=True, check=True)
+
+
+def test_install_and_doctor_say_why_where_the_host_forbids_user_namespaces(
+    fleetctl: Fleetctl, tmp_path: Path, userns_forbidden: None
+) -> None:
+    profiles, _ = reporter_fleet(fleetctl, tmp_path, "bare", "~/agents/bare/workspace")
+    out = fleetctl("install", str(profiles)).stdout
+    assert "warning: namespace sandboxing left out of the units: user.max_user_namespaces is 0" in out
+    assert (
+        "warning: bare: SANDBOX NOT IN EFFECT: it runs in its manager's mount namespace" in out
+        and "rendered without namespace directives because user.max_user_namespaces is 0" in out
+    ), out
+    unit = (fleetctl.manager.home / ".config/systemd/user/fleet-bare.service").read_text()
+    assert "PrivateTmp" not in unit and "PrivateUsers" not in unit and "NoNewPrivileges=yes" in unit
+    doctor = fleetctl("doctor", "--profiles", str(profiles), check=False).stdout
+    (line,) = [ln for ln in doctor.splitlines() if " sandbox " in ln]
+    assert line.startswith("warn") and "NOT applied (user.max_user_namespaces is 0)" in line, doctor
+
+
 def test_doctor_measures_the_sandbox(fleetctl: Fleetctl, tmp_path: Path) -> None:
     profiles, _ = reporter_fleet(fleetctl, tmp_path, "any", "~/agents/any/workspace")
     doctor = fleetctl("doctor", "--profiles", str(profiles), check=False).stdout

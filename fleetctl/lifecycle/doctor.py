@@ -99,7 +99,7 @@ def _sandbox() -> Check:
     return Check(
         "sandbox",
         "warn",
-        f"namespace sandboxing NOT applied{why}: a probe unit {verdict.detail.removeprefix('runs ')}",
+        f"namespace sandboxing NOT applied{why}: a probe unit {verdict.detail}",
         _SANDBOX_FIX
         if problem
         else "check that user namespaces are allowed (`fleetctl install` renders "

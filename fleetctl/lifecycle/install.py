@@ -305,10 +305,7 @@ def _verify_sandbox(
                     "the user manager ignored the namespace directives (systemd says so only at debug "
                     "level); `fleetctl doctor` measures what this host allows"
                 )
-            say(
-                f"warning: {p.name}: SANDBOX NOT IN EFFECT: it "
-                f"{verdict.detail.removeprefix('runs ')}; why: {why}"
-            )
+            say(f"warning: {p.name}: SANDBOX NOT IN EFFECT: it {verdict.detail}; why: {why}")
     if applied:
         say(f"sandbox in effect (own mount namespace): {', '.join(applied)}")
 
