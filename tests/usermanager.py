@@ -1,15 +1,18 @@
-"""A real `systemd --user` manager, journald and user D-Bus in private namespaces.
+"""A normal user's `systemd --user` manager, journald, user D-Bus and cron, in private namespaces.
 
-These machines do not boot systemd as PID 1. As root we can still run the real thing:
-a fresh sub-cgroup (so the manager can never adopt the host's processes), then
-`unshare --mount --cgroup --pid`, private tmpfs over /sys/fs/cgroup, /run/systemd, /run/log
-and /var/spool/cron, journald first, and `systemd --user` inside
-`user.slice/user-0.slice/user@0.service` so journald tags `_SYSTEMD_USER_UNIT`.
+These machines do not boot systemd as PID 1. As root we can still run the real thing, the way
+a fleetctl user has it: a fresh sub-cgroup (so the manager can never adopt the host's
+processes), then `unshare --mount --cgroup --pid`, private tmpfs over /sys/fs/cgroup, /run,
+/var/log/journal and /var/spool/cron, journald first (persistent storage, so it keeps per-user
+journal files, or volatile on request), and `systemd --user` running as the unprivileged test
+user (uid 1500) inside `user.slice/user-1500.slice/user@1500.service`, its cgroup delegated to
+that user, so journald tags `_SYSTEMD_USER_UNIT`.
 
-The runtime dir (`/run/user/0` inside) is a bind mount of a host temp dir, so the test
+The runtime dir (`/run/user/1500` inside) is a bind mount of a host temp dir, so the test
 process can reach the user bus and the manager's private socket from outside. Anything that
 needs the namespace's view (journal, /proc, crontab) runs through `UserManager.run`, which
-enters the namespaces with nsenter.
+enters the namespaces with nsenter and becomes the test user with setpriv. docs/testbed.md
+says how tests use it; FLEET_TB_ROOT=1 runs the old root manager instead.
 """
 
 from __future__ import annotations
