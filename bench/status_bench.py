@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from usermanager import UserManager  # noqa: E402
+from usermanager import UserManager, free_port  # noqa: E402
 
 # Runs inside the namespaces: times each command `runs` times.
 TIMER = r"""
@@ -47,10 +47,11 @@ def main() -> int:
         "[defaults.health]\nstartup_grace = 120\n"
     )
     for i in range(args.agents):
-        (profiles / f"agent{i:02d}.toml").write_text(f"port = {48520 + 20 * i}\n")
+        (profiles / f"agent{i:02d}.toml").write_text(f"port = {free_port()}\n")
     m = UserManager()
     try:
         m.start()
+        m.give(profiles)  # the manager's user runs fleetctl
         env = m.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
         py = sys.executable
         r = m.run([py, "-m", "fleetctl", "install", str(profiles)], env=env, timeout=600)

@@ -68,6 +68,7 @@ class Bed:
         self.cli("install", str(self.profiles), timeout=900)
 
     def cli(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        self.m.give(self.profiles, self.m.home)  # written as root, read by the manager's user
         r = self.m.run([sys.executable, "-m", MODULE, *args], env=self.env, timeout=timeout)
         if check and r.returncode not in (0, 2):
             raise SystemExit(f"fleetctl {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
@@ -77,7 +78,9 @@ class Bed:
         return json.loads(self.cli("watchdog", "--json", "--profiles", str(self.profiles)))
 
     def kill(self, name: str, sig: int) -> None:
-        with SystemdManager(self.m.bus_address) as mgr:
+        with self.m.as_user():  # the user's dbus-daemon admits only its own uid
+            mgr = SystemdManager(self.m.bus_address)
+        with mgr:
             mgr.kill(f"fleet-{name}.service", sig)
 
     def healthy(self, name: str) -> bool:

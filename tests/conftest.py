@@ -1,4 +1,10 @@
-"""Shared fixtures. `user_manager` is the real systemd user manager (one per session)."""
+"""Shared fixtures. `user_manager` is the real systemd user manager (one per session).
+
+The whole test session runs in its own network namespace with only loopback (set up in
+`pytest_configure`), so agents, fake LLMs and receivers never collide with ports on the host;
+`HOST_NETNS` / `on_host_network()` reach the host's network when a test needs it. The manager
+runs as the unprivileged test user (tests/usermanager.py); `fleetctl` runs the CLI as that user.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +23,47 @@ sys.path.insert(0, str(Path(__file__).parent))
 from usermanager import UserManager  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+CLONE_NEWNET = 0x40000000
+HOST_NETNS: str | None = None  # a path naming the host's network namespace, for nsenter --net=
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Move the session into a private network namespace before any thread starts.
+
+    Network namespaces belong to threads: threads started later (fake servers) inherit it, and
+    so do the test managers. FLEET_TB_HOST_NET=1 keeps the host's network.
+    """
+    global HOST_NETNS
+    if os.geteuid() == 0 and not config.option.basetemp:
+        # The test user must reach tmp_path; /tmp/pytest-of-root is 0700 and every pytest run
+        # on the host resets it, so this session's temp dirs live in a root of their own.
+        import tempfile
+
+        config.option.basetemp = tempfile.mkdtemp(prefix="fleetctl-pytest-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
+    if os.geteuid() != 0 or os.environ.get("FLEET_TB_HOST_NET") == "1" or shutil.which("ip") is None:
+        return
+    import ctypes
+
+    host = os.open("/proc/self/ns/net", os.O_RDONLY)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        os.close(host)
+        return  # no netns here: the test bed check below says what is missing
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    HOST_NETNS = f"/proc/{os.getpid()}/fd/{host}"
+
+
+def on_host_network(argv: list[str]) -> list[str]:
+    """argv prefix that runs a command in the host's network namespace (outside the session's)."""
+    assert HOST_NETNS, "the session has no private network namespace"
+    return ["nsenter", f"--net={HOST_NETNS}", "--", *argv]
 
 
 def _testbed_missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root: the systemd test manager runs in private mount/cgroup/pid namespaces"
-    for tool in ("unshare", "nsenter", "journalctl"):
+    for tool in ("unshare", "nsenter", "setpriv", "journalctl", "ip"):
         if shutil.which(tool) is None:
             return f"needs {tool}"
     if not Path("/lib/systemd/systemd").exists():
@@ -43,8 +84,22 @@ def require_testbed() -> None:
 
 @pytest.fixture(scope="session")
 def user_manager() -> Iterator[UserManager]:
+    """The session's manager: the test user's, journald with persistent per-user files."""
     require_testbed()
     manager = UserManager()
+    manager.start()
+    try:
+        yield manager
+    finally:
+        manager.stop()
+
+
+@pytest.fixture(scope="session")
+def user_manager_volatile() -> Iterator[UserManager]:
+    """A second manager whose journald keeps volatile storage (Storage=volatile): the test user
+    can read none of its units' journal lines, as on a host without /var/log/journal."""
+    require_testbed()
+    manager = UserManager(journal="volatile")
     manager.start()
     try:
         yield manager
@@ -56,13 +111,19 @@ REPO = Path(__file__).parent.parent
 
 
 class Fleetctl:
-    """Runs the real `fleetctl` command inside the test manager's namespaces."""
+    """Runs the real `fleetctl` command as the test user inside the test manager's namespaces.
 
-    def __init__(self, manager: UserManager) -> None:
+    Files the test wrote as root (its tmp_path, the user's HOME) are handed to the user before
+    each command, as if the user had written them.
+    """
+
+    def __init__(self, manager: UserManager, owned: tuple[Path, ...] = ()) -> None:
         self.manager = manager
+        self.owned = (*owned, manager.home)
         self.env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 180, **env: str):  # type: ignore[no-untyped-def]
+        self.manager.give(*self.owned)
         proc = self.manager.run(
             [sys.executable, "-m", "fleetctl", *args], env={**self.env, **env}, timeout=timeout
         )
@@ -75,8 +136,9 @@ class Fleetctl:
     def spawn(self, *args: str, **env: str) -> subprocess.Popen[str]:
         """Start fleetctl in the background, in its own session: os.killpg(p.pid, ...) reaches
         the fleetctl that nsenter forked (nsenter passes no signal on)."""
+        self.manager.give(*self.owned)
         return subprocess.Popen(
-            [*self.manager.nsenter_argv(), sys.executable, "-m", "fleetctl", *args],
+            [*self.manager.user_argv(), sys.executable, "-m", "fleetctl", *args],
             env={**self.env, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -86,30 +148,42 @@ class Fleetctl:
 
     def systemd(self):  # type: ignore[no-untyped-def]
         """An in-process D-Bus client on the test manager's user bus."""
-        from fleetctl.systemd.manager import SystemdManager
-
-        return SystemdManager(address=self.manager.bus_address)
+        return user_bus_client(self.manager)
 
     def unit(self, agent: str):  # type: ignore[no-untyped-def]
         with self.systemd() as mgr:
             return mgr.units([f"fleet-{agent}.service"])[f"fleet-{agent}.service"]
 
 
+def user_bus_client(manager: UserManager):  # type: ignore[no-untyped-def]
+    """A SystemdManager in this (root) process on the user's bus (see UserManager.as_user)."""
+    from fleetctl.systemd.manager import SystemdManager
+
+    with manager.as_user():
+        return SystemdManager(address=manager.bus_address)
+
+
 @pytest.fixture
-def fleetctl(user_manager: UserManager) -> Iterator[Fleetctl]:
+def fleetctl(user_manager: UserManager, tmp_path: Path) -> Iterator[Fleetctl]:
     """fleetctl against the session's manager; everything it installed is gone afterwards."""
-    runner = Fleetctl(user_manager)
+    runner = Fleetctl(user_manager, (tmp_path,))
     try:
         yield runner
     finally:
-        runner("uninstall", "--purge", check=False)
-        user_manager.run(["crontab", "-r"], env=runner.env)  # the namespace's private crontab
-        home = user_manager.home
-        for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
-            shutil.rmtree(home / d, ignore_errors=True)
-        with runner.systemd() as mgr:
-            left = [u for u in mgr.list_units("fleet-") if mgr.units([u])[u].active_state != "inactive"]
-        assert not left, f"units left running: {left}"
+        clean_up(runner)
+
+
+def clean_up(runner: Fleetctl) -> None:
+    """Uninstall, empty the crontab and the user's fleetctl dirs; fail if a unit still runs."""
+    user_manager = runner.manager
+    runner("uninstall", "--purge", check=False)
+    user_manager.run(["crontab", "-r"], env=runner.env)  # the namespace's private crontab
+    home = user_manager.home
+    for d in (".local/state/fleetctl", ".config/fleetctl", "agents"):
+        shutil.rmtree(home / d, ignore_errors=True)
+    with runner.systemd() as mgr:
+        left = [u for u in mgr.list_units("fleet-") if mgr.units([u])[u].active_state != "inactive"]
+    assert not left, f"units left running: {left}"
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ def test_installed_line_runs_as_cron_runs_it(wfleet: WatchdogFleet) -> None:
         assert stat.S_IMODE(wfleet.state_dir.stat().st_mode) == 0o700
         log.unlink()  # as after a rotation: the shell creates it, under cron's usual umask 022
         # What cron gives a job: nothing but these four (HOME from passwd, not the test's HOME).
-        cron_env = ["PATH=/usr/bin:/bin", "HOME=/root", "SHELL=/bin/sh", "LOGNAME=root"]
+        cron_env = ["PATH=/usr/bin:/bin", f"HOME={m.home}", "SHELL=/bin/sh", f"LOGNAME={m.user}"]
         job = f"umask 022; {command}"
         proc = m.run(["/usr/bin/env", "-i", *cron_env, "/bin/sh", "-c", job], env=m.ns_env())
         assert proc.returncode == 0, (proc.stdout, proc.stderr)

@@ -186,7 +186,7 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
     (profiles / "a.toml").write_text(f'command = ["/bin/true"]\nport = {port}\n')
     # A foreign process inside the namespace (so doctor can see it in /proc) holds the port.
     code = f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(60)"
-    holder = subprocess.Popen([*fleetctl.manager.nsenter_argv(), "python3", "-c", code], env=fleetctl.env)
+    holder = subprocess.Popen([*fleetctl.manager.user_argv(), "python3", "-c", code], env=fleetctl.env)
     try:
 
         def doctor_seeing_holder() -> str | None:
@@ -195,7 +195,9 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
 
         out = wait_for(doctor_seeing_holder, 10, "doctor to see the holder")
         assert f"a: port {port} is held by pid" in out and "socket" in out
-        assert "fix: loginctl enable-linger root (as root if it asks for a password)" in out
+        assert (
+            f"fix: loginctl enable-linger {fleetctl.manager.user} (as root if it asks for a password)" in out
+        )
         assert "ok    manager" in out
         assert fleetctl("doctor", "--profiles", str(profiles), check=False).returncode == 1
     finally:

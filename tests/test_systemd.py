@@ -42,7 +42,9 @@ def bus_env(user_manager: UserManager, monkeypatch: pytest.MonkeyPatch) -> UserM
 
 @pytest.fixture
 def sd(bus_env: UserManager) -> Iterator[SystemdManager]:
-    with SystemdManager() as manager:
+    with bus_env.as_user():
+        manager = SystemdManager()
+    with manager:
         yield manager
 
 
@@ -60,6 +62,7 @@ def make_unit(sd: SystemdManager, user_manager: UserManager) -> Iterator[MakeUni
         if install:
             text += f"\n[Install]\n{install}\n"
         (unit_dir / name).write_text(text)
+        user_manager.give(user_manager.home / ".config")  # the user's own unit files
         created.append(name)
         if reload:
             sd.reload()

@@ -1,19 +1,23 @@
-"""A real `systemd --user` manager, journald and user D-Bus in private namespaces.
+"""A normal user's `systemd --user` manager, journald, user D-Bus and cron, in private namespaces.
 
-These machines do not boot systemd as PID 1. As root we can still run the real thing:
-a fresh sub-cgroup (so the manager can never adopt the host's processes), then
-`unshare --mount --cgroup --pid`, private tmpfs over /sys/fs/cgroup, /run/systemd, /run/log
-and /var/spool/cron, journald first, and `systemd --user` inside
-`user.slice/user-0.slice/user@0.service` so journald tags `_SYSTEMD_USER_UNIT`.
+These machines do not boot systemd as PID 1. As root we can still run the real thing, the way
+a fleetctl user has it: a fresh sub-cgroup (so the manager can never adopt the host's
+processes), then `unshare --mount --cgroup --pid`, private tmpfs over /sys/fs/cgroup, /run,
+/var/log/journal and /var/spool/cron, journald first (persistent storage, so it keeps per-user
+journal files, or volatile on request), and `systemd --user` running as the unprivileged test
+user (uid 1500) inside `user.slice/user-1500.slice/user@1500.service`, its cgroup delegated to
+that user, so journald tags `_SYSTEMD_USER_UNIT`.
 
-The runtime dir (`/run/user/0` inside) is a bind mount of a host temp dir, so the test
+The runtime dir (`/run/user/1500` inside) is a bind mount of a host temp dir, so the test
 process can reach the user bus and the manager's private socket from outside. Anything that
 needs the namespace's view (journal, /proc, crontab) runs through `UserManager.run`, which
-enters the namespaces with nsenter.
+enters the namespaces with nsenter and becomes the test user with setpriv. docs/testbed.md
+says how tests use it; FLEET_TB_ROOT=1 runs the old root manager instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 CGROUP_V1 = Path("/sys/fs/cgroup/systemd")
@@ -29,34 +33,71 @@ CGROUP_V2 = Path("/sys/fs/cgroup/unified")
 
 # PID 1 of the namespace: mounts, journald, then the manager. It stays a shell that waits so
 # that killing it (from outside, with SIGKILL) tears the whole pid namespace down.
+# FLEET_TB_UID/GID/USER: who the manager runs as; FLEET_TB_JOURNAL: persistent or volatile.
 _INIT = r"""
 set -eu
+U=$FLEET_TB_UID; G=$FLEET_TB_GID
+if [ "$FLEET_TB_NETNS" = 1 ]; then ip link set lo up; fi
 mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
 mkdir /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
 mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
 mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
-mount -t tmpfs -o mode=755 tmpfs /run/systemd
-mkdir -p /run/systemd/system
-mount -t tmpfs -o mode=755 tmpfs /run/user
-mkdir -m 0700 /run/user/0
-mount --bind "$FLEET_TB_RUNTIME" /run/user/0
-mount -t tmpfs -o mode=755 tmpfs /run/log
-# Never let the test journald write into the host's persistent journal.
-if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=2755 tmpfs /var/log/journal; fi
+# The interpreter may live under root's 0700 HOME (pyenv): show the user that tree only.
+if [ -n "$FLEET_TB_EXPOSE" ]; then
+  mount --bind "$FLEET_TB_EXPOSE" "$FLEET_TB_BASE/expose"
+  mount -t tmpfs -o mode=755 tmpfs "$(dirname "$FLEET_TB_EXPOSE")"
+  mkdir -p "$FLEET_TB_EXPOSE"
+  mount --bind "$FLEET_TB_BASE/expose" "$FLEET_TB_EXPOSE"
+fi
+# A private /run: journald's sockets, the user's runtime dir, cron's pid file.
+mount -t tmpfs -o mode=755 tmpfs /run
+ln -s /dev/shm /run/shm
+mkdir -m 1777 /run/lock
+# /run/systemd/unit-root: where a user manager (systemd 252) builds a unit's mount namespace.
+mkdir -p /run/systemd/system /run/systemd/unit-root /run/systemd/journald.conf.d /run/log /run/user
+mkdir -m 0700 /run/user/$U
+mount --bind "$FLEET_TB_RUNTIME" /run/user/$U
+# The user exists in this namespace only, with the bed's HOME (cron and PAM read passwd).
+mount --bind "$FLEET_TB_PASSWD" /etc/passwd
+mount --bind "$FLEET_TB_GROUP" /etc/group
+# Never let the test journald write into the host's persistent journal: a private tmpfs,
+# set up as a Debian/Ubuntu package leaves it (root:systemd-journal, setgid, ACLs by journald).
+if [ -d /var/log/journal ]; then
+  mount -t tmpfs -o mode=2755 tmpfs /var/log/journal
+else
+  mount -t tmpfs -o mode=755 tmpfs /var/log
+  mkdir -m 2755 /var/log/journal
+fi
+chgrp systemd-journal /var/log/journal 2>/dev/null || true
+if [ "$FLEET_TB_JOURNAL" = volatile ]; then
+  printf '[Journal]\nStorage=volatile\n' > /run/systemd/journald.conf.d/50-testbed.conf
+fi
 mkdir -p /var/spool/cron
 mount -t tmpfs -o mode=755 tmpfs /var/spool/cron
 mkdir -m 1730 /var/spool/cron/crontabs
 chgrp crontab /var/spool/cron/crontabs 2>/dev/null || true
 /lib/systemd/systemd-journald &
 for i in $(seq 100); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.05; done
+# What systemd-journal-flush.service does at boot: move to /var/log/journal (when persistent).
+journalctl --flush 2>/dev/null || true
 for h in systemd unified; do
-  d=/sys/fs/cgroup/$h/user.slice/user-0.slice/user@0.service
+  d=/sys/fs/cgroup/$h/user.slice/user-$U.slice/user@$U.service
   mkdir -p "$d"
+  # Delegation, as logind/user@.service do it: the user owns its manager's cgroup.
+  for f in "$d" "$d/cgroup.procs" "$d/cgroup.threads" "$d/cgroup.subtree_control" "$d/tasks"; do
+    [ -e "$f" ] && chown "$U:$G" "$f"
+  done
 done
 ( for h in systemd unified; do
-    echo $BASHPID > /sys/fs/cgroup/$h/user.slice/user-0.slice/user@0.service/cgroup.procs
+    echo $BASHPID > /sys/fs/cgroup/$h/user.slice/user-$U.slice/user@$U.service/cgroup.procs
   done
-  exec /lib/systemd/systemd --user --log-target=journal-or-kmsg ) &
+  if [ "$U" = 0 ]; then
+    XDG_RUNTIME_DIR=/run/user/0 exec /lib/systemd/systemd --user --log-target=journal-or-kmsg
+  fi
+  exec setpriv --reuid="$U" --regid="$G" --init-groups -- \
+    env -i PATH="$PATH" HOME="$HOME" USER="$FLEET_TB_USER" LOGNAME="$FLEET_TB_USER" \
+    XDG_RUNTIME_DIR=/run/user/$U LANG=C.UTF-8 \
+    /lib/systemd/systemd --user --log-target=journal-or-kmsg ) &
 echo ready > "$FLEET_TB_RUNTIME/../init-started"
 wait
 """
@@ -66,26 +107,85 @@ class UserManagerError(RuntimeError):
     pass
 
 
-class UserManager:
-    """One private systemd user manager. Use `start()` then `stop()` (or as a context manager)."""
+TEST_UID = 1500
+TEST_USER = "fleettest"
 
-    def __init__(self, base: Path | None = None) -> None:
+
+def bed_uid() -> int:
+    """Who the test manager runs as: uid 1500 unless FLEET_TB_ROOT=1 asks for the old root bed
+    (kept for reproducing what a root user manager does differently)."""
+    if os.environ.get("FLEET_TB_ROOT") == "1":
+        return 0
+    return int(os.environ.get("FLEET_TB_UID", str(TEST_UID)))
+
+
+def ensure_user(uid: int) -> tuple[str, int]:
+    """The host account for `uid` (created with useradd when missing): its name and gid."""
+    import pwd
+
+    if uid == 0:
+        return "root", 0
+    try:
+        pw = pwd.getpwuid(uid)
+    except KeyError:
+        # -M -N: no home on the host (each bed gives it its own), no same-named group needed.
+        subprocess.run(
+            ["useradd", "-u", str(uid), "-M", "-N", "-g", "users", "-d", "/nonexistent", "-s", "/bin/bash",
+             f"{TEST_USER}{uid}" if uid != TEST_UID else TEST_USER],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        pw = pwd.getpwuid(uid)  # another run may have created it meanwhile: either way it exists
+    return pw.pw_name, pw.pw_gid
+
+
+class UserManager:
+    """One private systemd user manager. Use `start()` then `stop()` (or as a context manager).
+
+    By default the manager runs as the unprivileged test user (uid 1500), as on a real host:
+    `user` / `uid` say who, `run()` runs a command as that user inside the namespaces
+    (`as_root=True` for what only root may do there), `give()` hands files a test wrote as root
+    to the user. `journal` is "persistent" (Debian's default: per-user journal files) or
+    "volatile" (journald keeps lines in /run only: a normal user reads none of them).
+    """
+
+    def __init__(
+        self,
+        base: Path | None = None,
+        *,
+        uid: int | None = None,
+        journal: str = "persistent",
+        netns: bool = False,
+    ) -> None:
         # Not under /tmp: units use PrivateTmp=, which would hide a HOME kept there. /home is
         # where a real user's HOME is, so ProtectHome= is exercised as on a real host.
         self.base = Path(base or tempfile.mkdtemp(prefix="fleetctl-testbed-", dir="/home"))
+        self.uid = bed_uid() if uid is None else uid
+        self.user, self.gid = ensure_user(self.uid)
+        self.journal = journal
+        self.netns = netns  # a network namespace of its own (pytest gives the whole session one)
         self.runtime_dir = self.base / "runtime"
         self.home = self.base / "home"
         self.cgroup_name = f"fleetctl-test-{uuid.uuid4().hex[:12]}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ns_pid: int | None = None
+        self.cron: subprocess.Popen[bytes] | None = None
+
+    @property
+    def xdg_runtime_dir(self) -> str:
+        """XDG_RUNTIME_DIR as seen inside the namespaces."""
+        return f"/run/user/{self.uid}"
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
         for p in (CGROUP_V1, CGROUP_V2):
             if not (p / "cgroup.procs").exists():
                 raise UserManagerError(f"{p} is not a mounted cgroup hierarchy")
+        self.base.chmod(0o755)  # the user must reach its HOME below it
         self.runtime_dir.mkdir(mode=0o700, parents=True)
         self.home.mkdir(mode=0o700, parents=True)
+        os.chown(self.runtime_dir, self.uid, self.gid)
+        os.chown(self.home, self.uid, self.gid)
+        self._write_identity()
         for p in self._cgroups():
             p.mkdir()
         env = {
@@ -93,15 +193,29 @@ class UserManager:
             "HOME": str(self.home),
             "USER": "root",
             "LOGNAME": "root",
-            "XDG_RUNTIME_DIR": "/run/user/0",
             "FLEET_TB_RUNTIME": str(self.runtime_dir),
+            "FLEET_TB_UID": str(self.uid),
+            "FLEET_TB_GID": str(self.gid),
+            "FLEET_TB_USER": self.user,
+            "FLEET_TB_JOURNAL": self.journal,
+            "FLEET_TB_PASSWD": str(self.base / "passwd"),
+            "FLEET_TB_GROUP": str(self.base / "group"),
+            "FLEET_TB_BASE": str(self.base),
+            "FLEET_TB_EXPOSE": "",
+            "FLEET_TB_NETNS": "1" if self.netns else "0",
         }
+        hidden = _hidden_interpreter_dir() if self.uid != 0 else None
+        if hidden is not None:
+            (self.base / "expose").mkdir()
+            env["FLEET_TB_EXPOSE"] = str(hidden)
         cgroups = [str(p / "cgroup.procs") for p in self._cgroups()]
         # The launcher moves itself into the sub-cgroup *before* unshare, so the cgroup
         # namespace root (and so everything the manager can see or touch) is that sub-cgroup.
         launcher = (
             "for f in " + " ".join(cgroups) + '; do echo $$ > "$f"; done; '
-            "exec unshare --mount --cgroup --pid --fork --mount-proc --propagation private "
+            "exec unshare "
+            + ("--net " if self.netns else "")
+            + "--mount --cgroup --pid --fork --mount-proc --propagation private "
             "bash -c " + _shell_quote(_INIT)
         )
         self.proc = subprocess.Popen(
@@ -118,8 +232,9 @@ class UserManager:
             if self.proc.poll() is not None:
                 raise UserManagerError(f"test manager exited early: {self._log_tail()}")
             if time.monotonic() > deadline:
+                tail = self._log_tail()
                 self.stop()
-                raise UserManagerError(f"test manager not ready in {timeout}s: {self._log_tail()}")
+                raise UserManagerError(f"test manager not ready in {timeout}s: {tail}")
             time.sleep(0.05)
         self.ns_pid = self._find_ns_init()
         self._wait_bus(deadline)
@@ -134,6 +249,10 @@ class UserManager:
             except subprocess.TimeoutExpired:
                 pass
             self.proc = None
+        if self.cron is not None:
+            _kill(self.cron.pid)
+            self.cron.wait(timeout=10)
+            self.cron = None
         self._remove_cgroups()
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -143,6 +262,22 @@ class UserManager:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def start_cron(self) -> None:
+        """Start a real cron daemon in the namespaces (it runs the user's crontab there)."""
+        if self.cron is not None:
+            return
+        self.cron = subprocess.Popen(
+            [*self.nsenter_argv(as_root=True), "cron", "-f"],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.base / "cron.log", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        # cron notices a changed crontab by the spool's mtime in whole seconds: a crontab
+        # written in the second it read the spool would go unseen. Let that second pass.
+        time.sleep(1.1)
 
     # --- using it --------------------------------------------------------------------------
     @property
@@ -166,18 +301,31 @@ class UserManager:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
-            "USER": "root",
-            "LOGNAME": "root",
-            "XDG_RUNTIME_DIR": "/run/user/0",
-            "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/0/bus",
+            "USER": self.user,
+            "LOGNAME": self.user,
+            "XDG_RUNTIME_DIR": self.xdg_runtime_dir,
+            "DBUS_SESSION_BUS_ADDRESS": f"unix:path={self.xdg_runtime_dir}/bus",
             "LANG": "C.UTF-8",
         }
         env.update(extra)
         return env
 
-    def nsenter_argv(self) -> list[str]:
+    def nsenter_argv(self, as_root: bool = False, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """argv prefix that runs a command inside the namespaces, as the test user (or as root)."""
         assert self.ns_pid, "manager not started"
-        return ["nsenter", f"--target={self.ns_pid}", "--mount", "--pid", "--cgroup", "--"]
+        argv = ["nsenter", f"--target={self.ns_pid}", "--mount", "--pid", "--cgroup"]
+        if self.netns:
+            argv.append("--net")
+        if cwd is not None:  # nsenter --mount starts in /; --wd keeps the caller's directory
+            argv.append(f"--wd={cwd}")
+        argv.append("--")
+        if not as_root and self.uid != 0:
+            argv += ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups", "--"]
+        return argv
+
+    def user_argv(self, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+        """argv prefix that runs a command as the test user inside the namespaces."""
+        return self.nsenter_argv(as_root=False, cwd=cwd)
 
     def run(
         self,
@@ -187,13 +335,12 @@ class UserManager:
         check: bool = False,
         input: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        as_root: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the namespaces (sees the private /proc, journal, crontab)."""
-        nsenter = self.nsenter_argv()
-        if cwd is not None:  # nsenter --mount starts in /; --wd keeps the caller's directory
-            nsenter = [*nsenter[:-1], f"--wd={cwd}", "--"]
+        """Run a command inside the namespaces (sees the private /proc, journal, crontab), as the
+        test user unless as_root."""
         return subprocess.run(
-            [*nsenter, *argv],
+            [*self.nsenter_argv(as_root=as_root, cwd=cwd), *argv],
             env=dict(env) if env is not None else self.ns_env(),
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -202,6 +349,58 @@ class UserManager:
             timeout=timeout,
             check=check,
         )
+
+    @contextlib.contextmanager
+    def as_user(self) -> Iterator[None]:
+        """Run a block of this (root) process with the test user's effective ids.
+
+        For opening the user's D-Bus socket in-process: its dbus-daemon admits only its own uid,
+        the kernel records the peer's ids at connect, and jeepney authenticates with geteuid().
+        The connection stays usable after the ids are restored.
+        """
+        if self.uid == 0:
+            yield
+            return
+        os.setegid(self.gid)
+        os.seteuid(self.uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+
+    def give(self, *paths: Path) -> None:
+        """Make files a test wrote as root the test user's, as if the user had written them."""
+        if self.uid == 0:
+            return
+        for top in paths:
+            if not top.exists():
+                continue
+            for dirpath, dirnames, filenames in os.walk(top):
+                os.chown(dirpath, self.uid, self.gid)
+                for n in filenames + dirnames:
+                    os.chown(os.path.join(dirpath, n), self.uid, self.gid, follow_symlinks=False)
+            # The user must reach `top`: its parents may be root's 0700 temp dirs.
+            for parent in top.resolve().parents:
+                if parent == Path("/"):
+                    break
+                st = parent.stat()
+                if st.st_uid == 0 and not st.st_mode & 0o001:
+                    parent.chmod(st.st_mode | 0o011)
+
+    def _write_identity(self) -> None:
+        """passwd/group for inside the namespaces: the host's, with the user's HOME set to ours."""
+        lines = []
+        for line in Path("/etc/passwd").read_text().splitlines():
+            f = line.split(":")
+            if len(f) == 7 and f[2] == str(self.uid):
+                f[5] = str(self.home)
+                line = ":".join(f)
+            lines.append(line)
+        (self.base / "passwd").write_text("\n".join(lines) + "\n")
+        (self.base / "passwd").chmod(0o644)
+        shutil.copyfile("/etc/group", self.base / "group")
+        (self.base / "group").chmod(0o644)
 
     # --- internals ---------------------------------------------------------------------------
     def _cgroups(self) -> list[Path]:
@@ -249,6 +448,19 @@ class UserManager:
             return (self.base / "init.log").read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
+
+
+def _hidden_interpreter_dir() -> Path | None:
+    """The directory below a closed one (e.g. /root/.pyenv under a 0700 /root) on the way to
+    this interpreter, or None when any user can reach it."""
+    import sys
+
+    target = Path(os.path.realpath(sys.executable))
+    for parent in reversed(target.parents):
+        if parent != Path("/") and not parent.stat().st_mode & 0o001:
+            child = target.parents[target.parents.index(parent) - 1] if parent != target.parent else target
+            return child
+    return None
 
 
 _handed_out: set[int] = set()
@@ -320,13 +532,13 @@ def _shell_main(argv: list[str]) -> int:
         return 1
     repo = Path(__file__).resolve().parent.parent
     profiles = Path(argv[0]).resolve() if argv else repo / "profiles"
-    manager = UserManager()
+    manager = UserManager(netns=True)  # the example ports may be in use on this machine
     try:
         manager.start()
-        env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\w# ")
+        env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\u:\\w$ ")
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
         subprocess.run(
-            [*manager.nsenter_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
+            [*manager.user_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
             env=env,
             cwd=repo,
         )
@@ -335,8 +547,7 @@ def _shell_main(argv: list[str]) -> int:
             "Try: fleetctl status, fleetctl logs coder, systemctl --user status fleet-coder, "
             "fleetctl doctor.\nExit the shell to tear it all down.\n"
         )
-        nsenter = manager.nsenter_argv()
-        subprocess.run([*nsenter[:-1], f"--wd={repo}", "--", "bash", "--norc", "-i"], env=env)
+        subprocess.run([*manager.user_argv(cwd=repo), "bash", "--norc", "-i"], env=env)
     finally:
         manager.stop()
     return 0

@@ -224,20 +224,25 @@ for _verb in ("start", "stop", "restart"):
 @profiles_option
 @handle_errors
 def logs(agent: str, lines: int, follow: bool, profiles_dir: Path | None) -> None:
-    """Show an agent's log lines from the journal."""
+    """Show an agent's log lines: the journal, else its log file; exits 1 when there are none."""
     from fleetctl.fleet.profiles import load_fleet
     from fleetctl.systemd import journal
 
     p = load_fleet(resolve_profiles(profiles_dir)).get(agent)
     unit = paths.unit_name(p.name)
+    got = journal.agent_tail(p.name, lines)
     if follow:
         argv = journal.follow_argv(unit, lines)
+        if got.source == "log-file":  # the journal has none of its lines for this user
+            argv = ["tail", "-n", str(lines), "-F", str(paths.agent_log_file(p.name))]
         os.execvp(argv[0], argv)
-    got = journal.tail(unit, lines, paths.agent_log_file(p.name) if p.log_file else None)
     for line in got.lines:
         click.echo(line)
     if not got.lines:
-        click.echo(f"no log lines for {unit} (source tried: journal; see `fleetctl doctor`)", err=True)
+        raise FleetError(
+            f"no log lines for {unit} (tried the journal and {paths.agent_log_file(p.name)}); "
+            "see `fleetctl doctor`"
+        )
 
 
 @main.command()

@@ -266,9 +266,9 @@ def verify(p: Profile, say: Say) -> str | None:
 
 
 def _last_lines(p: Profile) -> str:
-    from fleetctl.systemd.journal import tail
+    from fleetctl.systemd.journal import agent_tail
 
-    got = tail(paths.unit_name(p.name), 10, paths.agent_log_file(p.name) if p.log_file else None)
+    got = agent_tail(p.name, 10)
     return "\n    ".join(masker(p)(line) for line in got.lines) or "(no log lines)"
 
 

@@ -6,6 +6,7 @@ Loading reads only the profile files: nothing here touches systemd or the agents
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -311,7 +312,16 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
 def load_fleet(directory: Path) -> Fleet:
     """Load `directory/*.toml` (and fleet.toml); raise ProfileErrors listing every problem."""
     directory = Path(directory)
-    if not directory.is_dir():
+    try:
+        found = directory.is_dir() and os.access(directory, os.R_OK | os.X_OK)
+    except PermissionError:
+        found = False
+    if not found:
+        if os.path.lexists(directory) or not os.access(directory.parent, os.X_OK):
+            raise FleetError(
+                f"{directory}: cannot read the profiles directory as {os.getuid()} (permission denied); "
+                "fix its permissions or pass a directory this user can read"
+            )
         raise FleetError(f"{directory}: no such profiles directory (create it or pass the right path)")
     problems: list[str] = []
     defaults, settings = _load_fleet_file(directory / FLEET_FILE, problems)

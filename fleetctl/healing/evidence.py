@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.chain import DiagnosisOutcome, diagnose
 from fleetctl.diagnosis.incident import Incident
@@ -23,7 +22,7 @@ from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import FleetSettings, Profile
 from fleetctl.healing import incidents
 from fleetctl.healing.observe import Observation
-from fleetctl.systemd.journal import tail
+from fleetctl.systemd.journal import agent_tail
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def history(agent: str, now: float | None = None) -> list[str]:
 
 def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) -> Evidence:
     p, info = obs.profile, obs.info
-    got = tail(paths.unit_name(p.name), LOG_LINES, paths.agent_log_file(p.name) if p.log_file else None)
+    got = agent_tail(p.name, LOG_LINES)
     valid, detail = config_problem(p)
     props = {
         "ActiveState": info.active_state,

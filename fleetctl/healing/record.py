@@ -34,6 +34,7 @@ class Recorder:
             "agent": p.name,
             "symptom": redact(symptom),
             "log_source": diag.get("log_source"),
+            "log_warning": diag.get("log_warning"),
             "log_excerpt": diag.get("log_excerpt", []),
             "config_valid": diag.get("config_valid"),
             "changed_since_healthy": diag.get("changed_since_healthy", []),

@@ -176,6 +176,12 @@ def _respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result,
     record: dict[str, Any] = {
         "changed_since_healthy": kinds,
         "log_source": ev.log_source,
+        "log_warning": None
+        if ev.log_source != "none"
+        else (
+            "no log lines for this agent: diagnosed without them (the journal gave none this user can "
+            "read and there is no log file); see `fleetctl doctor`"
+        ),
         "log_excerpt": evidence.excerpt(ev, redactor),
         "config_valid": ev.incident.config_valid,
         "diagnosis": {"action": d.action.value, "cause": d.cause, "rule_id": d.rule_id},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 from dataclasses import dataclass
@@ -35,20 +36,7 @@ def diagnose(profiles_dir: Path) -> list[Check]:
     checks.append(_linger())
     checks.append(_journal(fleet))
     checks.append(_crontab())
-    problem = hostcheck.userns_problem()
-    checks.append(
-        Check("sandbox", "ok", "user namespaces usable: units get namespace sandboxing")
-        if problem is None
-        else Check(
-            "sandbox",
-            "warn",
-            f"namespace sandboxing unavailable: {problem}",
-            "units fall back to seccomp-level sandboxing and agents are NOT isolated from each other "
-            "(they can read each other's files and secrets); to allow namespaces on Ubuntu "
-            "24.04: an AppArmor profile for the agent, or sysctl "
-            "kernel.apparmor_restrict_unprivileged_userns=0",
-        )
-    )
+    checks.append(_sandbox())
     if fleet:
         checks += _ports(fleet) + _secrets(fleet) + _test_starts(fleet) + _isolation(fleet) + _identity(fleet)
     return checks
@@ -148,6 +136,47 @@ def _manager_checks(fleet: Fleet | None) -> list[Check]:
         ]
 
 
+_SANDBOX_FIX = (
+    "units fall back to NoNewPrivileges-level sandboxing; to allow namespaces on Ubuntu 24.04: an "
+    "AppArmor profile for the agent, or sysctl kernel.apparmor_restrict_unprivileged_userns=0"
+)
+
+
+def _sandbox() -> Check:
+    """Measured: a short transient unit with the agents' namespace directives, and its /proc."""
+    from fleetctl.lifecycle import sandbox
+    from fleetctl.systemd.manager import SystemdManager
+
+    problem = hostcheck.userns_problem()
+    try:
+        with SystemdManager() as mgr:
+            verdict = sandbox.probe(mgr, private_users=os.geteuid() != 0 and problem is None)
+    except FleetError as e:
+        return Check("sandbox", "warn", f"sandbox not measured (no manager: {e})".splitlines()[0])
+    if verdict.in_effect:
+        return Check(
+            "sandbox", "ok", "measured: a probe unit got its own mount namespace; units are sandboxed"
+        )
+    if verdict.in_effect is None:
+        return Check(
+            "sandbox", "warn", f"sandbox not measured: {verdict.detail}", "run `fleetctl doctor --debug`"
+        )
+    why = f" ({problem})" if problem else ""
+    if verdict.namespace_exit:
+        return Check(
+            "sandbox", "warn", f"namespace sandboxing unavailable{why}: {verdict.detail}", _SANDBOX_FIX
+        )
+    return Check(
+        "sandbox",
+        "warn",
+        f"namespace sandboxing NOT applied{why}: a probe unit {verdict.detail}",
+        _SANDBOX_FIX
+        if problem
+        else "check that user namespaces are allowed (`fleetctl install` renders "
+        "PrivateUsers=yes where they are)",
+    )
+
+
 def _linger() -> Check:
     from fleetctl.systemd.manager import linger_enabled, linger_fix
 
@@ -166,11 +195,23 @@ def _journal(fleet: Fleet | None) -> Check:
     from fleetctl.systemd.journal import journal_readable
 
     ok, text = journal_readable()
-    uses_file = fleet is not None and any(p.log_file for p in fleet.profiles)
+    from fleetctl.lifecycle import manifest
+
+    try:
+        installed_with_files = manifest.load().log_files
+    except FleetError:
+        installed_with_files = False
+    uses_file = installed_with_files or (fleet is not None and any(p.log_file for p in fleet.profiles))
     if ok:
         return Check("journal", "ok", f"{text}; the watchdog reads agents' lines from the journal")
     if uses_file:
-        return Check("journal", "warn", f"{text}; the watchdog falls back to per-agent log files")
+        return Check(
+            "journal",
+            "warn",
+            f"{text.split('; fix: ')[0]}; install made the agents write per-agent log files, which "
+            "`fleetctl logs` and the watchdog read",
+            text.partition("; fix: ")[2],
+        )
     return Check(
         "journal",
         "fail",

@@ -13,7 +13,7 @@ import shutil
 import stat
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fleetctl.common import paths
@@ -53,18 +53,22 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def detect_target(mgr: SystemdManager) -> tuple[Target, str | None]:
+def detect_target(mgr: SystemdManager, log_files: bool | None = None) -> tuple[Target, str | None]:
+    """What to render for: the manager's version, user namespaces, and (unless given) whether
+    the last install chose per-agent log files."""
     problem = hostcheck.userns_problem()
+    if log_files is None:
+        log_files = manifest.load().log_files
     target = Target(
         systemd_version=mgr.version_number(),
         userns=problem is None,
         runtime_paths=hostcheck.python_runtime_paths(),
+        log_files=log_files,
     )
     return target, problem
 
 
 def make_plan(fleet: Fleet, target: Target, fallback: set[str] | None = None) -> Plan:
-    from dataclasses import replace
 
     plan = Plan()
     unit_dir = paths.unit_dir()
@@ -134,8 +138,11 @@ def install(
     fleet = load_fleet(profiles_dir)  # validate everything before touching anything
     for w in check_secrets(fleet):
         say(f"warning: {w}")
+    from fleetctl.systemd.journal import journal_readable
+
+    journal_ok, journal_text = journal_readable()
     with SystemdManager() as mgr:
-        target, userns_problem = detect_target(mgr)
+        target, userns_problem = detect_target(mgr, log_files=not journal_ok)
         plan = make_plan(fleet, target, set(manifest.load().sandbox_fallback))
         if dry_run:
             for line in plan.lines(prune):
@@ -143,13 +150,19 @@ def install(
             return plan
         if userns_problem:
             say(f"warning: namespace sandboxing left out of the units: {userns_problem}")
+        if target.log_files:
+            say(
+                f"warning: journal: {journal_text.split('; fix: ')[0]}; so each agent writes to "
+                f"{paths.agent_log_file('AGENT')} instead (`fleetctl logs`, config apply and the "
+                "watchdog read it there)"
+            )
         changed = plan.create + plan.update
         _write_shim()
         # systemd's own parser judges the units before any of them is put in place.
         verify.check(
             {paths.unit_name(n): t for n, t in plan.texts.items()}, [paths.unit_name(n) for n in changed]
         )
-        _prepare_host(fleet, say)
+        _prepare_host(fleet, target, say)
         previous = {n: _read_unit(n) for n in changed}
         for name in changed:
             write_atomic(paths.unit_dir() / paths.unit_name(name), plan.texts[name])
@@ -184,7 +197,9 @@ def install(
         if wait:
             fallback = _wait_healthy(mgr, startable, plan, say)
             if fallback:
+                _confirm_host_refuses_namespaces(mgr, fallback)
                 _retry_without_namespaces(mgr, fleet, target, fallback, say)
+        _verify_sandbox(mgr, fleet, target, userns_problem, say)
         _report_sandbox(fleet, say)
         _record_configs(fleet, healthy=wait)
         _ensure_linger(say)
@@ -239,7 +254,7 @@ def _loaded_or_roll_back(mgr: SystemdManager, previous: dict[str, str | None]) -
     raise FleetError(f"install: systemd did not load {shown}; the previous unit files were put back")
 
 
-def _prepare_host(fleet: Fleet, say: Say) -> None:
+def _prepare_host(fleet: Fleet, target: Target, say: Say) -> None:
     """Credentials links, the bulletin's folder and the agents' directories (0700); the shim is
     written before."""
     from fleetctl.common import bulletin
@@ -254,8 +269,14 @@ def _prepare_host(fleet: Fleet, say: Say) -> None:
                 m.created_dirs.setdefault(p.name, []).append(str(path))
         if p.secrets_file:
             link_credentials(p, paths.expand(p.secrets_file))
-        if p.log_file:
-            paths.agent_log_file(p.name).parent.mkdir(parents=True, exist_ok=True)
+        if p.log_file or target.log_files:
+            # Log text may hold secrets: 0600 in a 0700 dir, made before systemd opens it (0644).
+            log = paths.agent_log_file(p.name)
+            log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+    m.log_files = target.log_files
     manifest.save(m)
 
 
@@ -285,7 +306,10 @@ def _save_manifest(fleet: Fleet, plan: Plan, prune: bool) -> None:
 def _remove_units(mgr: SystemdManager, units: list[str], say: Say) -> None:
     if not units:
         return
-    mgr.stop(units)
+    try:
+        mgr.stop(units)
+    except FleetError as e:  # e.g. a unit file systemd rejects: nothing of it runs, remove it anyway
+        say(f"warning: {e}")
     mgr.disable(units)
     for u in units:
         remove(paths.unit_dir() / u)
@@ -303,15 +327,67 @@ def _wait_healthy(mgr: SystemdManager, fleet: Fleet, plan: Plan, say: Say) -> se
 
 
 def _failure_message(fleet: Fleet, broken: dict, reasons: dict[str, str]) -> str:
-    from fleetctl.systemd.journal import tail
+    from fleetctl.systemd.journal import agent_tail
 
     parts = []
     for name in broken:
-        p = fleet.get(name)
-        logs = tail(paths.unit_name(name), 10, paths.agent_log_file(name) if p.log_file else None)
+        logs = agent_tail(name, 10)
         shown = "\n    ".join(logs.lines) or "(no log lines)"
         parts.append(f"{name}: {reasons.get(name, 'not healthy')}; last log lines:\n    {shown}")
     return "install: agent(s) not healthy: " + "\n".join(parts)
+
+
+def _confirm_host_refuses_namespaces(mgr: SystemdManager, agents: set[str]) -> None:
+    """226/NAMESPACE also comes from a unit's own mistake (a sandbox path that does not exist):
+    only drop the sandbox when a probe unit with no paths of its own fails the same way."""
+    from fleetctl.lifecycle import sandbox
+
+    verdict = sandbox.probe(mgr)
+    if verdict.namespace_exit:
+        return
+    names = ", ".join(sorted(agents))
+    if verdict.in_effect:
+        raise FleetError(
+            f"install: {names} failed with 226/NAMESPACE, but this manager does set up namespaces (a probe "
+            "unit got its own): a path in the unit's sandbox is wrong, not the host; check that workspace, "
+            "config_dir and sandbox.read_write_paths exist and are spelled right (the sandbox is kept; "
+            f"`journalctl --user -u fleet-NAME` names the path)"
+        )
+    raise FleetError(
+        f"install: {names} failed with 226/NAMESPACE and a probe could not tell why ({verdict.detail}); "
+        "the sandbox is kept: run `fleetctl doctor`"
+    )
+
+
+def _verify_sandbox(
+    mgr: SystemdManager, fleet: Fleet, target: Target, userns_problem: str | None, say: Say
+) -> None:
+    """Look at each running agent: does it have the mount namespace its sandbox needs? Loud if not."""
+    from fleetctl.lifecycle import sandbox
+
+    fallback = set(manifest.load().sandbox_fallback)
+    sandboxed = [p for p in fleet.profiles if p.sandbox.enabled]
+    infos = mgr.units([paths.unit_name(p.name) for p in sandboxed])
+    applied = []
+    for p in sandboxed:
+        verdict = sandbox.check_process(infos[paths.unit_name(p.name)].main_pid)
+        if verdict.in_effect:
+            applied.append(p.name)
+        elif verdict.in_effect is None:
+            say(f"warning: {p.name}: sandbox not verified: {verdict.detail}")
+        else:
+            if not target.userns:
+                why = f"the units are rendered without namespace directives because {userns_problem}"
+            elif p.name in fallback:
+                why = "its unit fell back to no namespace directives after 226/NAMESPACE on this host"
+            else:
+                why = (
+                    "the user manager ignored the namespace directives (systemd says so only at debug "
+                    "level); `fleetctl doctor` measures what this host allows"
+                )
+            say(f"warning: {p.name}: SANDBOX NOT IN EFFECT: it {verdict.detail}; why: {why}")
+    if applied:
+        say(f"sandbox in effect (own mount namespace): {', '.join(applied)}")
 
 
 def _retry_without_namespaces(

@@ -25,6 +25,9 @@ class Manifest:
     sandbox_fallback: list[str] = field(default_factory=list)
     # agents whose units failed 226/NAMESPACE with the full sandbox: isolation rows only
     sandbox_core_only: list[str] = field(default_factory=list)
+    # set when this user could not read its units' lines from the journal at install: every
+    # agent then writes to its log file (render.Target.log_files)
+    log_files: bool = False
     version: int = VERSION
 
 
@@ -44,7 +47,14 @@ def load() -> Manifest:
         raise FleetError(f"{p}: written by a newer fleetctl (version {doc['version']}); upgrade fleetctl")
     known = {
         k: doc[k]
-        for k in ("profiles_dir", "units", "created_dirs", "sandbox_fallback", "sandbox_core_only")
+        for k in (
+            "profiles_dir",
+            "units",
+            "created_dirs",
+            "sandbox_fallback",
+            "sandbox_core_only",
+            "log_files",
+        )
         if k in doc
     }
     return Manifest(**known)

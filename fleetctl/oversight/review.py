@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.diagnosis.parse import one_line, strict_object
 from fleetctl.diagnosis.prompt import Prompt, fit_log_lines
@@ -170,10 +169,9 @@ def review(
 
 
 def coordinator_log(p: Profile, lines: int = LOG_LINES) -> list[str]:
-    from fleetctl.systemd.journal import tail
+    from fleetctl.systemd.journal import agent_tail
 
-    log_file = paths.agent_log_file(p.name) if p.log_file else None
     try:
-        return tail(paths.unit_name(p.name), lines, log_file).lines
+        return agent_tail(p.name, lines).lines
     except (FleetError, OSError):
         return []

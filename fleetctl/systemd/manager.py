@@ -345,6 +345,26 @@ class SystemdManager:
     def try_restart(self, names: Sequence[str], timeout: float = JOB_TIMEOUT) -> dict[str, str]:
         return self._jobs("TryRestartUnit", names, timeout)
 
+    def start_transient(
+        self,
+        name: str,
+        argv: Sequence[str],
+        properties: Sequence[tuple[str, tuple[str, Any]]],
+        timeout: float = 30,
+    ) -> str:
+        """Start a transient service running `argv` with `properties` ((name, (signature,
+        value)) pairs); wait for its start job and return the job result ("done", "failed").
+        A failed one stays loaded (for its ExecMainStatus) until reset_failed."""
+        props = [
+            ("ExecStart", ("a(sasb)", [(argv[0], list(argv), False)])),
+            *properties,
+        ]
+        self._subscribe()
+        self._bus.drop_signals()
+        deadline = time.monotonic() + timeout
+        (job,) = self._call("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "fail", props, []))
+        return self._wait_jobs("StartTransientUnit", {job: name}, deadline, timeout)[name]
+
     def _jobs(self, method: str, names: Sequence[str], timeout: float) -> dict[str, str]:
         """Enqueue one job per unit, wait for all; unit -> job result ("done", "failed", ...)."""
         wanted = list(dict.fromkeys(names))

@@ -42,6 +42,7 @@ class Target:
     runtime_paths: tuple[str, ...] = ()
     # False: only the isolation rows of the namespace sandbox (this host failed the rest).
     hardening: bool = True
+    log_files: bool = False  # the user cannot read its units' journal lines: every agent logs to a file
 
 
 BASELINE = Target()  # what `units/` is rendered for: Debian 12's systemd, namespaces usable
@@ -84,7 +85,7 @@ def render_unit(profile: Profile, target: Target = BASELINE) -> str:
     ]
     if p.secrets_file:
         lines.append(f"EnvironmentFile=-{credentials_link(p.name)}")
-    if p.log_file:
+    if p.log_file or target.log_files:
         lines += [f"StandardOutput=append:{log_file(p.name)}", "StandardError=inherit"]
     lines += [
         f"Restart={p.restart.policy}",
