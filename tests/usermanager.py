@@ -528,20 +528,39 @@ def _shell_main(argv: list[str]) -> int:
     import sys
 
     if os.geteuid() != 0:
-        print("run as root: the private systemd manager needs mount/cgroup/pid namespaces", file=sys.stderr)
+        print(
+            "run this as root (e.g. `su -c 'python3 tests/usermanager.py shell'` or with sudo): the "
+            "private systemd manager needs mount, cgroup and pid namespaces",
+            file=sys.stderr,
+        )
         return 1
     repo = Path(__file__).resolve().parent.parent
     profiles = Path(argv[0]).resolve() if argv else repo / "profiles"
     manager = UserManager(netns=True)  # the example ports may be in use on this machine
     try:
         manager.start()
-        env = manager.ns_env(FLEETCTL_QUIET_ROOT="1", PS1="(fleetctl-testbed) \\u:\\w$ ")
+        env = manager.ns_env(
+            FLEETCTL_QUIET_ROOT="1",
+            PS1="(fleetctl-testbed) \\u:\\w$ ",
+            TERM=os.environ.get("TERM") or "xterm",  # sudo and su may not pass it; bash needs one
+        )
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-        subprocess.run(
+        # A copy the user owns, as a user's own checkout would be (the original stays root's).
+        mine = manager.home / "profiles"
+        shutil.copytree(profiles, mine, ignore=shutil.ignore_patterns("examples"))
+        manager.give(mine)
+        profiles = mine
+        installed = subprocess.run(
             [*manager.user_argv(), sys.executable, "-m", "fleetctl", "install", str(profiles)],
             env=env,
             cwd=repo,
         )
+        if installed.returncode != 0:
+            print(
+                f"fleetctl install failed (exit {installed.returncode}): see above; nothing is left running",
+                file=sys.stderr,
+            )
+            return installed.returncode
         print(
             f"\nA private systemd user manager runs the fleet; HOME={manager.home}.\n"
             "Try: fleetctl status, fleetctl logs coder, systemctl --user status fleet-coder, "
