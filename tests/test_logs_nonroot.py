@@ -36,7 +36,8 @@ def fc(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleetctl]:
 
 def incidents(fc: Fleetctl) -> list[dict]:
     path = fc.manager.home / ".local/state/fleetctl/incidents.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in records if r.get("phase") != "intent"]  # an action's outcome, not its intent
 
 
 def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_path: Path) -> None:
@@ -92,7 +93,7 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
         mgr.kill("fleet-talker.service", signal.SIGKILL)
     wait_for(lambda: fc.unit("talker").active_state == "failed", 20, "talker failed")
     wd = fc.manager.run([*_fleetctl(), "watchdog", "--profiles", str(profiles)], env=fc.env, timeout=120)
-    (rec,) = [r for r in incidents(fc) if r["agent"] == "talker"]
+    (rec,) = [r for r in incidents(fc) if r["agent"] == "talker" and r["action"] != "none"]
     assert any(own in line for line in rec["log_excerpt"]), (rec, wd.stdout, wd.stderr)
     assert rec["log_source"] == ("log-file" if volatile else "journal"), rec
     assert rec["log_warning"] is None
@@ -119,7 +120,7 @@ def test_watchdog_incident_warns_when_it_had_no_lines(
         no_logs = fc("logs", "mute", "--profiles", str(profiles), check=False)
         assert no_logs.returncode == 1 and "no log lines for fleet-mute.service" in no_logs.stderr
         fc.manager.run([*_fleetctl(), "watchdog", "--profiles", str(profiles)], env=fc.env, timeout=120)
-        (rec,) = [r for r in incidents(fc) if r["agent"] == "mute"]
+        (rec,) = [r for r in incidents(fc) if r["agent"] == "mute" and r["action"] != "none"]
         assert rec["log_source"] == "none" and rec["log_excerpt"] == []
         assert "no log lines for this agent: diagnosed without them" in rec["log_warning"]
     finally:

@@ -202,8 +202,12 @@ def sd(user_manager: UserManager, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     for key in ("HOME", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"):
         monkeypatch.setenv(key, env[key])
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    with SystemdManager() as manager:
+    with user_manager.as_user():  # the user's bus admits only its own uid
+        manager = SystemdManager()
+    try:
         yield manager
+    finally:
+        manager.close()
 
 
 def expand(path: str, home: Path) -> str:
@@ -386,6 +390,8 @@ def test_the_process_gets_exactly_the_profile_argv_env_and_directory(
     p = load_fleet(tmp_path).get(name)
     workspace = user_manager.home / f"agents/{name}/w s %x"
     workspace.mkdir(parents=True)
+    (user_manager.home / f"agents/{name}/config").mkdir()
+    user_manager.give(user_manager.home / "agents" / name)  # the agent runs as the bed's user
     unit = paths.unit_name(name)
     unit_file = paths.unit_dir() / unit
     unit_file.parent.mkdir(parents=True, exist_ok=True)
