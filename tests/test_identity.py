@@ -73,5 +73,5 @@ def test_doctor_warns_for_agents_missing_them(home: Path, tmp_path: Path) -> Non
     new(tmp_path / "p", "writer")
     (tmp_path / "p" / "old.toml").write_text('command = ["/bin/a"]\nport = 48999\n')
     checks = _identity(load_fleet(tmp_path / "p"))
-    assert [(c.level, c.text.split(":")[0]) for c in checks] == [("warn", "old")]
+    assert [(c.level, c.text.rsplit(": ", 1)[1]) for c in checks] == [("warn", "old")]
     assert "SOUL.md, CONSTITUTION.md, HEARTBEAT.md, MEMORY.md" in checks[0].text

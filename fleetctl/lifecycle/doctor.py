@@ -70,21 +70,24 @@ def _test_starts(fleet: Fleet) -> list[Check]:
 
 def _isolation(fleet: Fleet) -> list[Check]:
     """Per agent: is it kept out of the rest of $HOME, and systemd's exposure score."""
-    from fleetctl.lifecycle.isolation import describe_all, isolation_off
+    from fleetctl.lifecycle.isolation import describe_all, grouped, isolation_off
 
     installed = [p for p in fleet.profiles if isolation_off(p) != "not installed"]
+    off = {p.name: bool(isolation_off(p)) for p in installed}
     lines = describe_all(installed)
-    out = []
-    for p in installed:
-        off = isolation_off(p)
-        out.append(
-            Check(
-                "isolation",
-                "warn" if off else "ok",
-                lines[p.name],
-                "it can read other agents' files and secrets; see docs/sandbox.md" if off else "",
-            )
+    out = [
+        Check("isolation", "ok", line)
+        for line in grouped({n: line for n, line in lines.items() if not off[n]})
+    ]
+    out += [
+        Check(
+            "isolation",
+            "warn",
+            line,
+            "they can read other agents' files and secrets; see docs/sandbox.md",
         )
+        for line in grouped({n: line for n, line in lines.items() if off[n]})
+    ]
     return out
 
 
@@ -92,19 +95,21 @@ def _identity(fleet: Fleet) -> list[Check]:
     """A warning only: agents that do not read SOUL/CONSTITUTION/HEARTBEAT/MEMORY keep working."""
     from fleetctl.fleet.identity import missing
 
-    out = []
+    by_files: dict[tuple[str, ...], list[str]] = {}
     for p in fleet.profiles:
-        gone = missing(p)
+        gone = tuple(missing(p))
         if gone:
-            out.append(
-                Check(
-                    "identity",
-                    "warn",
-                    f"{p.name}: no {', '.join(gone)} in {paths.expand(p.workspace)}",
-                    f"fleetctl new writes them for new agents; copy them from another agent's workspace "
-                    f"or ignore this if {p.name} does not use them",
-                )
-            )
+            by_files.setdefault(gone, []).append(p.name)
+    out = [
+        Check(
+            "identity",
+            "warn",
+            f"no {', '.join(gone)} in the workspace of: {', '.join(names)}",
+            "fleetctl new writes them for new agents; copy them from another agent's workspace, "
+            "or ignore this for agents that do not use them",
+        )
+        for gone, names in by_files.items()
+    ]
     return out or [Check("identity", "ok", "every agent has SOUL, CONSTITUTION, HEARTBEAT and MEMORY files")]
 
 

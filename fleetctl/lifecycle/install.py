@@ -208,9 +208,9 @@ def install(
 
 def _report_sandbox(fleet: Fleet, say: Say) -> None:
     """Each agent's isolation and systemd's exposure score: relaxing a directive shows its cost."""
-    from fleetctl.lifecycle.isolation import describe_all
+    from fleetctl.lifecycle.isolation import describe_all, grouped
 
-    for line in describe_all(list(fleet.profiles)).values():
+    for line in grouped(describe_all(list(fleet.profiles))):
         say(f"sandbox: {line}" if "isolation OFF" not in line else f"warning: sandbox: {line}")
 
 

@@ -64,6 +64,15 @@ def exposure(unit: str) -> Exposure:
     return Exposure(float(m.group(1)), m.group(2))
 
 
+def grouped(lines: dict[str, str]) -> list[str]:
+    """ "a: isolated, exposure 1.8 OK" for many agents as one line per distinct state:
+    "isolated, exposure 1.8 OK: a, b, c" (a fleet of fifty says it once)."""
+    by_state: dict[str, list[str]] = {}
+    for name, line in lines.items():
+        by_state.setdefault(line.removeprefix(f"{name}: "), []).append(name)
+    return [f"{state}: {', '.join(names)}" for state, names in by_state.items()]
+
+
 def describe_all(profiles: list[Profile]) -> dict[str, str]:
     """describe() for many agents at once: each asks systemd-analyze, which takes a moment."""
     from concurrent.futures import ThreadPoolExecutor
