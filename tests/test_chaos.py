@@ -13,16 +13,15 @@ the SIGKILLed agent in the incident log.
 
 Minute-granularity cron makes this slow: about 5-7 minutes (marked `slow`).
 
-The cron daemon is started here, small and self-contained (tests/usermanager.py may offer
-one later): inside the test bed's namespaces, with its own mount namespace in which the host's
-system crontabs (/etc/crontab, /etc/cron.d) are hidden, so only the test user's crontab runs.
+The cron daemon is the test bed's (`user_manager.start_cron()`): root's `cron -f` inside the
+bed's namespaces, as on a host, with the host's system crontabs hidden, so only the test user's
+crontab runs, as that user, with cron's bare environment. It is stopped when the test ends.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -30,13 +29,10 @@ from pathlib import Path
 
 import pytest
 from http_receiver import Receiver
-from test_watchdog_support import Fleetctl, WatchdogFleet, kill_tree, wait_for
+from test_watchdog_support import Fleetctl, WatchdogFleet, wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
-CRON = (
-    "mount -t tmpfs tmpfs /etc/cron.d && mount --bind /dev/null /etc/crontab && exec /usr/sbin/cron -f -L 0"
-)
 WORKERS = ("killed", "hung", "badconf", "badauth")
 FLEET_TOML = """\
 [watchdog]
@@ -55,12 +51,6 @@ url_env = "CHAOS_WEBHOOK"
 @pytest.fixture
 def wfleet(fleetctl: Fleetctl, tmp_path: Path) -> Iterator[WatchdogFleet]:
     yield WatchdogFleet(fleetctl, tmp_path)
-
-
-def start_cron(wfleet: WatchdogFleet) -> subprocess.Popen[bytes]:
-    m = wfleet.fc.manager
-    argv = [*m.nsenter_argv(), "unshare", "--mount", "--propagation", "private", "sh", "-c", CRON]
-    return subprocess.Popen(argv, env=m.ns_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def depend_on_coordinator(wfleet: WatchdogFleet, name: str) -> None:
@@ -107,7 +97,7 @@ def test_chaos_with_real_cron(wfleet: WatchdogFleet) -> None:
         wfleet.install()  # also writes the crontab block: both jobs every minute
         block = wfleet.fc.manager.run(["crontab", "-l"]).stdout
         assert "/bin/sleep 30 && " in block  # oversee half a minute after the watchdog
-        cron = start_cron(wfleet)
+        wfleet.fc.manager.start_cron()
         try:
             # A clean first look by each job: what the agents run with is known good.
             wait_for(
@@ -139,7 +129,7 @@ def test_chaos_with_real_cron(wfleet: WatchdogFleet) -> None:
             last = time.time()
             wait_for(lambda: heartbeat(wfleet, "oversee") > last, 100, "an oversee pass after healing")
         finally:
-            kill_tree(cron)
+            wfleet.fc.manager.stop_cron()
         soak = time.time() - started
 
         # Pages (critical alerts): exactly one, the coordinator's escalation; none for a healed
