@@ -24,6 +24,7 @@ from fleetctl.common.locks import file_lock
 from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, changes, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
+from fleetctl.diagnosis.providers import preload
 from fleetctl.healing.evidence import providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
 from fleetctl.healing.record import Recorder
@@ -157,6 +158,9 @@ class _Run:
             self._close_interrupted(seen)
             suspects, flapping = self._triage(seen, mgr)
             self.save()
+            # A failure to confirm may need the LLMs: their SDKs load while the looks run.
+            if suspects:
+                preload(self.chain)
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
         for name in sorted(set(suspects) - set(confirmed)):
             self.report.counts["recovered"] = self.report.counts.get("recovered", 0) + 1
