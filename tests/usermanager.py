@@ -269,9 +269,19 @@ class UserManager:
         too."""
         if self.cron is not None:
             return
-        hide = "mount -t tmpfs tmpfs /etc/cron.d && mount --bind /dev/null /etc/crontab && exec cron -f"
+        hide = "mount -t tmpfs tmpfs /etc/cron.d && mount --bind /dev/null /etc/crontab"
+        hide += " && exec cron -f"
         self.cron = subprocess.Popen(
-            [*self.nsenter_argv(as_root=True), "unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
+            [
+                *self.nsenter_argv(as_root=True),
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                hide,
+            ],
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
             stdin=subprocess.DEVNULL,
             stdout=open(self.base / "cron.log", "wb"),

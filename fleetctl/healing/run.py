@@ -21,10 +21,10 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
+from fleetctl.diagnosis.providers import preload
 from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, changes, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
-from fleetctl.diagnosis.providers import preload
 from fleetctl.healing.evidence import providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
 from fleetctl.healing.record import Recorder
