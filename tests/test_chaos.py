@@ -6,8 +6,8 @@ auth-failing config (each read at the next start: the watchdog restores the last
 config). The config faults land on another pair of workers in the second round: the same cause
 back on the same agent within an hour of its remedy is escalated by design (docs/diagnosis.md,
 REPEAT_WINDOW), not healed again. The coordinator gets a fault nothing can heal (its key is
-revoked in its secrets file, with no spare credentials): one escalation, one page, held, and held against systemd too while
-the workers it is wanted by restart. A webhook receives every alert.
+revoked in its secrets file, with no spare credentials): one escalation, one page, held, and
+held against systemd too while the workers it is wanted by restart. A webhook receives every alert.
 
 What must hold at the end: every healable fault healed, no page for any of them, exactly one
 page for the escalation, the held coordinator never started again, every systemd restart of
