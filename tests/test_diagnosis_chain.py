@@ -184,7 +184,7 @@ def test_no_providers_means_rules_alone() -> None:
 
 
 def test_budget_exhausted_skips_providers() -> None:
-    ticks = iter([0.0, 100.0, 100.0, 100.0])
+    ticks = iter([0.0, 0.0, 100.0, 100.0, 100.0])  # SDKs loaded, budget starts, then past it
     providers: list[Provider] = [GroqProvider("k", base_url="http://127.0.0.1:9")]
     out = diagnose(INCIDENT, providers, REDACTOR, budget_seconds=20, clock=lambda: next(ticks))
     assert outcomes(out) == [("groq", "skipped"), ("rules", "ok")]

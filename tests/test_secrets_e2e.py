@@ -153,8 +153,9 @@ def test_a_drip_feeding_llm_cannot_hold_the_watchdog_past_its_budget(
         ("anthropic", "timeout"),
     ], rec["attempts"]
     assert rec["provider"] == "rules" and rec["action"] == "restart"
-    # The budget, plus what a run does besides diagnosing (confirm, restart, verify, SDK imports).
-    assert DIAGNOSIS_BUDGET - 1 < rec["duration_s"] and took < DIAGNOSIS_BUDGET + 25, (
-        took,
-        rec["duration_s"],
-    )
+    # The chain took its whole budget (both providers were cut at their deadline) and not more.
+    assert DIAGNOSIS_BUDGET - 1 < rec["diagnosis_s"] < DIAGNOSIS_BUDGET + 1, rec
+    # The run: the budget, plus loading the SDKs (local work, not counted in the budget, see
+    # docs/security.md; seconds on a busy host), plus what a run does besides diagnosing (start,
+    # confirm, restart, verify, exit). The dripping servers hold nothing past the budget.
+    assert took < DIAGNOSIS_BUDGET + rec["sdk_load_s"] + 25, (took, rec)

@@ -249,10 +249,7 @@ class UserManager:
             except subprocess.TimeoutExpired:
                 pass
             self.proc = None
-        if self.cron is not None:
-            _kill(self.cron.pid)
-            self.cron.wait(timeout=10)
-            self.cron = None
+        self.stop_cron()
         self._remove_cgroups()
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -264,11 +261,27 @@ class UserManager:
         self.stop()
 
     def start_cron(self) -> None:
-        """Start a real cron daemon in the namespaces (it runs the user's crontab there)."""
+        """Start a real cron daemon in the namespaces (it runs the user's crontab there).
+
+        Only the spool's crontabs run: the host's system crontabs (/etc/crontab, /etc/cron.d)
+        are hidden from it in a mount namespace of its own, so no host job runs as root in the
+        bed (and none shows in a test's processes or logs). `stop_cron()` ends it; teardown does
+        too."""
         if self.cron is not None:
             return
+        hide = "mount -t tmpfs tmpfs /etc/cron.d && mount --bind /dev/null /etc/crontab"
+        hide += " && exec cron -f"
         self.cron = subprocess.Popen(
-            [*self.nsenter_argv(as_root=True), "cron", "-f"],
+            [
+                *self.nsenter_argv(as_root=True),
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                hide,
+            ],
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
             stdin=subprocess.DEVNULL,
             stdout=open(self.base / "cron.log", "wb"),
@@ -278,6 +291,18 @@ class UserManager:
         # cron notices a changed crontab by the spool's mtime in whole seconds: a crontab
         # written in the second it read the spool would go unseen. Let that second pass.
         time.sleep(1.1)
+        if self.cron.poll() is not None:
+            raise UserManagerError(f"cron exited at once: {(self.base / 'cron.log').read_text()[-500:]}")
+
+    def stop_cron(self) -> None:
+        """Stop the cron daemon `start_cron()` started, and the jobs it is running."""
+        if self.cron is None:
+            return
+        for pid in reversed(_descendants(self.cron.pid)):
+            _kill(pid)
+        _kill(self.cron.pid)
+        self.cron.wait(timeout=10)
+        self.cron = None
 
     # --- using it --------------------------------------------------------------------------
     @property
@@ -492,6 +517,15 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below pid (host pids), parents before their children."""
+    got = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    out: list[int] = []
+    for k in map(int, got):
+        out += [k, *_descendants(k)]
+    return out
 
 
 def _pids_in(top: Path) -> list[int]:

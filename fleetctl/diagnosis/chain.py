@@ -2,7 +2,9 @@
 
 Every path ends in an allow-listed action: a provider that errors, times out, stays rate
 limited or answers anything but the strict JSON shape is skipped, and the rules always answer.
-The whole chain is bounded by `budget_seconds` so a watchdog tick cannot hang on a provider.
+The whole chain is bounded by `budget_seconds` so a watchdog tick cannot hang on a provider. The
+clock starts once every provider is prepared (its SDK imported: local work, not the server's):
+an import inside the budget would leave the next provider less time than it is then given.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class DiagnosisOutcome:
     fallback: bool
     attempts: list[Attempt] = field(default_factory=list)
     rules: Diagnosis | None = None
+    seconds: float = 0.0  # the chain itself, from the budget's start: at most the budget
+    prepare_seconds: float = 0.0  # loading the providers' SDKs before it (not in the budget)
 
     @property
     def disagrees(self) -> bool:
@@ -80,8 +84,20 @@ def diagnose(
     safe = incident.redacted(redactor)
     rules = apply_rules(safe)
     prompt = build_prompt(safe, rules=rules)
-    deadline = clock() + budget_seconds
+    loading = clock()
+    for provider in providers:
+        prepare = getattr(provider, "prepare", None)
+        try:
+            if prepare is not None:
+                prepare()
+        except Exception:  # noqa: BLE001 - ask() meets the same error and records it
+            pass
+    start = clock()
+    deadline = start + budget_seconds
     attempts: list[Attempt] = []
+
+    def verdict_of(d: Diagnosis, provider: str, fallback: bool) -> DiagnosisOutcome:
+        return DiagnosisOutcome(d, provider, fallback, attempts, rules, clock() - start, start - loading)
 
     for index, provider in enumerate(providers):
         waited = False  # Retry-After is honoured once per provider
@@ -119,7 +135,7 @@ def diagnose(
             # it may still echo something a pattern catches now.
             verdict = Diagnosis(verdict.action, redactor.redact(verdict.cause))
             attempts.append(Attempt(provider.name, "ok", f"{verdict.action.value}: {verdict.cause}"))
-            return DiagnosisOutcome(verdict, provider.name, index > 0, attempts, rules)
+            return verdict_of(verdict, provider.name, index > 0)
 
     attempts.append(Attempt("rules", "ok", f"{rules.rule_id}: {rules.action.value}"))
-    return DiagnosisOutcome(rules, "rules", bool(providers), attempts, rules)
+    return verdict_of(rules, "rules", bool(providers))

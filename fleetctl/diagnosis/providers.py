@@ -14,9 +14,13 @@ its headers at once and then one byte every few seconds never trips a read timeo
 call (client, request, response) runs in a daemon worker thread; the caller waits at most
 the deadline, then closes the client from yet another daemon thread (which fails the worker's
 pending read) and abandons the worker: it touches nothing fleetctl uses, holds no lock, and
-cannot keep the process alive at exit. The SDK import happens before the clock starts, in the
-caller: it is local work (seconds on a busy host, once per process), not something a server
-can stretch, and counting it would time out a healthy provider on the first call of a run.
+cannot keep the process alive at exit. The SDK import happens before the clock starts: it is
+local work (seconds on a busy host, once per process: anthropic 2.x alone takes 3-8 s), not
+something a server can stretch, and counting it would time out a healthy provider on the first
+call of a run. `prepare()` does it; the chain prepares every provider before its budget starts
+(else a provider's import would eat the time left and its call still get the time from before
+the import, running past the budget), and the watchdog `preload()`s the chain in the background
+while it confirms a failure.
 """
 
 from __future__ import annotations
@@ -56,7 +60,28 @@ class Provider(Protocol):
     name: str
     timeout: float
 
+    def prepare(self) -> None: ...
+
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str: ...
+
+
+def preload(chain: Sequence[Provider]) -> threading.Thread | None:
+    """Import the chain's SDKs in a daemon thread (None when there is nothing to do): a run that
+    has a failure to confirm overlaps the import with its confirmation looks. A later
+    `prepare()` or `ask()` waits for the import lock, so nothing is imported twice."""
+    if not chain:
+        return None
+
+    def work() -> None:
+        for p in chain:
+            try:
+                p.prepare()
+            except Exception:  # noqa: BLE001 - ask() meets the same error and records it
+                pass
+
+    t = threading.Thread(target=work, name="fleetctl-llm-preload", daemon=True)
+    t.start()
+    return t
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -133,8 +158,11 @@ class GroqProvider:
     timeout: float = DEFAULT_TIMEOUT
     name: str = "groq"
 
-    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+    def prepare(self) -> None:
         import groq  # noqa: F401 - before the clock starts: see the module docstring
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        self.prepare()
 
         seconds = timeout if timeout is not None else self.timeout
         clients: list[Any] = []
@@ -186,8 +214,11 @@ class AnthropicProvider:
     timeout: float = DEFAULT_TIMEOUT
     name: str = "anthropic"
 
-    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+    def prepare(self) -> None:
         import anthropic  # noqa: F401 - before the clock starts: see the module docstring
+
+    def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
+        self.prepare()
 
         seconds = timeout if timeout is not None else self.timeout
         clients: list[Any] = []
@@ -242,6 +273,9 @@ class OpenAICompatibleProvider:
     api_key: str = ""
     timeout: float = DEFAULT_TIMEOUT
     name: str = "openai"
+
+    def prepare(self) -> None:
+        import httpx  # noqa: F401 - before the clock starts: see the module docstring
 
     def ask(self, prompt: Prompt, *, timeout: float | None = None) -> str:
         import httpx

@@ -27,6 +27,8 @@ class Recorder:
         self, p: Profile, result: Result, diag: dict[str, Any], symptom: str, now: float, duration: float
     ) -> dict[str, Any]:
         redact = self.fenv.mask
+        # The diagnosis chain's time (at most its budget) and the SDK loading before it.
+        timing: dict[str, Any] = {k: diag[k] for k in ("diagnosis_s", "sdk_load_s") if k in diag}
         rec = {
             "ts": round(now, 3),
             "time": incidents.iso(now),
@@ -44,6 +46,7 @@ class Recorder:
             "fallback": diag.get("fallback"),
             "disagreement": diag.get("disagreement"),  # the model chose another action than the rules
             "attempts": diag.get("attempts", []),
+            **timing,
             "action": result.action,
             "verification": result.verification,
             "detail": redact(result.detail),

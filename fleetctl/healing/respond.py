@@ -191,6 +191,9 @@ def _respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result,
         "attempts": [
             {"provider": a.provider, "outcome": a.outcome, "detail": a.detail} for a in outcome.attempts
         ],
+        # The chain's time (bounded by evidence.DIAGNOSIS_BUDGET) and the SDK loading before it.
+        "diagnosis_s": round(outcome.seconds, 2),
+        "sdk_load_s": round(outcome.prepare_seconds, 2),
     }
     if outcome.disagrees:
         record["disagreement"] = {

@@ -21,6 +21,7 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
+from fleetctl.diagnosis.providers import preload
 from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, changes, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
@@ -157,6 +158,9 @@ class _Run:
             self._close_interrupted(seen)
             suspects, flapping = self._triage(seen, mgr)
             self.save()
+            # A failure to confirm may need the LLMs: their SDKs load while the looks run.
+            if suspects:
+                preload(self.chain)
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
         for name in sorted(set(suspects) - set(confirmed)):
             self.report.counts["recovered"] = self.report.counts.get("recovered", 0) + 1
