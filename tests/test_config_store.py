@@ -61,6 +61,23 @@ def test_record_history_mark_good(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "coder/versions/000002/files/config.json").stat().st_mode) == 0o600
 
 
+def test_a_move_back_to_an_older_version_is_an_event(tmp_path: Path) -> None:
+    # Versions alone cannot say when the config went back (a rollback, a restore): events do.
+    store = Store(tmp_path / "coder")
+    with store.lock():
+        for n in (1, 2, 3):
+            store.set_current(store.record({"config.json": f'{{"a": {n}}}'.encode()}, "apply", "x").version)
+        assert store.moves_back() == []  # applies move forward: no event
+        store.set_current(1)
+        store.set_current(3)  # back to the newest: a forward move, no event
+        store.set_current(2)
+    assert [(e["from"], e["to"]) for e in store.moves_back()] == [(3, 1), (3, 2)]
+    events = tmp_path / "coder" / "events.jsonl"
+    assert stat.S_IMODE(events.stat().st_mode) == 0o600
+    events.write_text(events.read_text() + '{"torn')  # a crash mid-line costs that line only
+    assert len(store.moves_back()) == 2
+
+
 def test_identical_content_is_no_new_version(tmp_path: Path) -> None:
     store = Store(tmp_path / "coder")
     with store.lock():

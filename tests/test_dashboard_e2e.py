@@ -221,7 +221,9 @@ def test_rollback_from_the_page_is_recorded_like_the_command(wfleet: WatchdogFle
         history = json.loads(
             wfleet.fc("config", "history", "alpha", "--json", "--profiles", str(wfleet.dir)).stdout
         )
-        # As after `fleetctl config rollback alpha 1`: version 1 is current again (a rollback to a
-        # recorded version adds no version of its own, so the feed has no entry for it).
+        # As after `fleetctl config rollback alpha 1`: version 1 is current again, and the move
+        # back is in the feed (the store records it as an event).
         assert (history["current"], history["last_known_good"]) == (1, 1)  # verified again
         page.wait_for_selector("#versions tr.current >> text=1 (current)", timeout=15_000)
+        feed = page.evaluate("fetch('/feed.json?agent=alpha').then(r => r.json())")
+        assert any("config back to version 1 (was 2)" in item["text"] for item in feed["items"]), feed

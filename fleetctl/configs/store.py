@@ -21,12 +21,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from fleetctl.common.atomic import fsync_dir, write_atomic
 from fleetctl.common.errors import FleetError, LockedError
@@ -36,6 +37,7 @@ Source = Literal["apply", "rollback", "install", "watchdog", "manual-edit"]
 SOURCES: tuple[str, ...] = get_args(Source)
 
 INDEX = "index.json"
+EVENTS = "events.jsonl"  # moves back to an older version (rollbacks, restores), one JSON line each
 LOCK = "lock"
 JOURNAL = ".fleetctl-txn.json"
 VERSIONS = "versions"
@@ -326,13 +328,43 @@ class Store:
         self._write_index(index)
 
     def set_current(self, version: int) -> None:
-        """Record that the config dir now holds `version`."""
+        """Record that the config dir now holds `version`.
+
+        A move back to an older version (a rollback or a last-known-good restore) is appended to
+        `events.jsonl` too: the versions alone cannot say when the config went back."""
         self.require_lock("set_current")
         index = self._read_index()
         self._require_listed(index, version)
         if index.current != version:
+            before = index.current
             index.current = version
             self._write_index(index)
+            if before is not None and version != max(index.versions):
+                self._append_event({"time": time.time(), "from": before, "to": version})
+
+    def _append_event(self, event: dict[str, Any]) -> None:
+        fd = os.open(self.root / EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(event, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def moves_back(self) -> list[dict[str, Any]]:
+        """When the config went back to an older version: {"time", "from", "to"}, oldest first."""
+        try:
+            lines = (self.root / EVENTS).read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # a torn last line after a crash
+            if isinstance(doc, dict) and {"time", "from", "to"} <= doc.keys():
+                out.append(doc)
+        return out
 
     def _require_listed(self, index: _Index, version: int) -> None:
         if version not in index.versions:

@@ -293,9 +293,22 @@ def _config_entries(fleet: Fleet, only: str | None) -> list[dict[str, Any]]:
         if not p.config.file or (only and p.name != only):
             continue
         try:
-            history = store_for(p).history()
+            store = store_for(p)
+            history = store.history()
+            back = store.moves_back()
         except (FleetError, OSError):
             continue
+        for e in back:
+            out.append(
+                {
+                    "ts": float(e["time"]),
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(e["time"]))),
+                    "kind": "config",
+                    "agent": p.name,
+                    "text": f"config back to version {e['to']} (was {e['from']}): rollback or restore",
+                    "detail": "",
+                }
+            )
         for v in history:
             out.append(
                 {
