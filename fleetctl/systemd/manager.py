@@ -253,7 +253,8 @@ class SystemdManager:
             raise FleetError("statuses: services only")
         # The names are the patterns: unit names hold no glob characters we would not want.
         (listed,) = self._call("ListUnitsByPatterns", "asas", ([], wanted))
-        loaded = {u[0]: (u[2], u[3], u[4], u[6]) for u in listed if u[0] in wanted}
+        asked = set(wanted)
+        loaded = {u[0]: (u[2], u[3], u[4], u[6]) for u in listed if u[0] in asked}
         msgs = [
             StringCall(SYSTEMD, loaded[n][3], PROPERTIES_IFACE, "Get", (iface, prop))
             for n in wanted
