@@ -17,7 +17,7 @@ from jeepney import DBusAddress, MatchRule, Properties, new_method_call
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
-from fleetctl.systemd.bus import DBusError, Reply, StringCall, connect
+from fleetctl.systemd.bus import DBusError, Reply, StringCall, connect, connect_peer
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
@@ -138,11 +138,24 @@ def version_number(version: str) -> int:
 class SystemdManager:
     """The user's systemd manager. Open it once per command; use it as a context manager."""
 
-    def __init__(self, address: str | None = None, timeout: float = 30.0) -> None:
-        self.address = address or paths.bus_address()
+    def __init__(self, address: str | None = None, timeout: float = 30.0, private: bool = False) -> None:
+        """`private=True`, for callers that only read unit state (`status`): talk to the manager
+        on its private socket ($XDG_RUNTIME_DIR/systemd/private, as `systemctl --user` does)
+        when this user may open it, which spares every call the bus daemon's hop; otherwise,
+        and always when `address` is given, the user's bus. A private connection cannot
+        subscribe to signals, so jobs (start, stop, restart) need the bus."""
         self.timeout = timeout
-        self._bus = connect(self.address, lambda why: _unreachable_hint(self.address, why))
         self._subscribed = False
+        if private and address is None:
+            socket = str(paths.runtime_dir() / "systemd" / "private")
+            try:
+                self._bus = connect_peer(socket, lambda why: why)
+                self.address = self._bus.address
+                return
+            except FleetError:
+                pass  # not this user's manager, or an older layout: the bus serves as well
+        self.address = address or paths.bus_address()
+        self._bus = connect(self.address, lambda why: _unreachable_hint(self.address, why))
 
     def __enter__(self) -> SystemdManager:
         return self
