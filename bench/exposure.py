@@ -1,8 +1,8 @@
 """Exposure scores: `systemd-analyze --user security` of a demo agent and a Node agent, as
 fleetctl renders them, installed and healthy in the test manager.
 
-Run as the user whose manager the fleet would use (the test bed's is root's today; the
-non-root bed gives the normal user's numbers):  python3 bench/exposure.py
+Run as root:  python3 bench/exposure.py  (the test bed's manager, and so the agents, run as
+its normal user, uid 1500: these are a normal user's numbers).
 Prints a Markdown table; exits 1 when a target is missed (demo <= 2.0, Node <= 4.0).
 """
 
