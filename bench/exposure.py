@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +51,8 @@ def main() -> int:
     try:
         m.start()
         env = m.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
-        d = profiles(Path(tempfile.mkdtemp(prefix="fleetctl-exposure-")) / "profiles")
+        d = profiles(m.home / "profiles")
+        m.give(d)  # written as root, read by the manager's user
         r = m.run([sys.executable, "-m", "fleetctl", "install", str(d)], env=env, timeout=300)
         if r.returncode != 0:
             print(r.stdout, r.stderr, file=sys.stderr)
