@@ -5,6 +5,7 @@ coordinator's real inbox."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -276,3 +277,29 @@ def test_oversee_alerts_injects_dedups_resolves_and_survives_a_down_receiver(
             ("worker", "fallback-active"),
         }
         assert "fleetctl_watchdog_last_run_timestamp_seconds" in families
+
+
+def test_oversee_does_not_wait_twice_for_a_hung_agent(fleetctl: Fleetctl, tmp_path: Path) -> None:
+    """A frozen agent fails its health probe (agent-down); its /usage is not asked as well, so
+    it costs the pass one health timeout, not two, and no check of it is reported degraded."""
+    d = tmp_path / "profiles"
+    d.mkdir()
+    (d / "fleet.toml").write_text(
+        '[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n'
+        '[defaults.health]\ntimeout = 1\nstartup_grace = 1\n[defaults.oversight]\nusage_path = "/usage"\n'
+    )
+    for name in ("hung", "fine"):
+        (d / f"{name}.toml").write_text(f"port = {free_port()}\n")
+    fleetctl("install", str(d))
+    time.sleep(1.5)  # past the start-up grace
+    with fleetctl.systemd() as mgr:
+        mgr.kill("fleet-hung.service", signal.SIGSTOP)
+    try:
+        doc = oversee(fleetctl, d)
+    finally:
+        with fleetctl.systemd() as mgr:
+            mgr.kill("fleet-hung.service", signal.SIGCONT)
+    # Paged, or held back while the watchdog may still fix it: agent-down either way.
+    down = [v for v in doc["violations"] + doc["suppressed"] if v["check"] == "agent-down"]
+    assert [v["agent"] for v in down] == ["hung"] and "health check failing" in down[0]["summary"], doc
+    assert doc["errors"] == [] and doc["degraded"] == [], doc  # no /usage timeout for it

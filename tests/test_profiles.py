@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetctl.cli import main
 from fleetctl.common.errors import FleetError
@@ -194,3 +196,50 @@ def test_new_profile_gets_next_port_and_validates(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match="after: unknown agent 'ghost'"):
         new_profile(tmp_path / "p", "other", after=["ghost"])
     assert not (tmp_path / "p" / "other.toml").exists()
+
+
+_SEGMENT = st.sampled_from(["a", "b", "ab", "{name}", ".", "..", "agents", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["/", "//", "~/", "", "/srv/"]),
+            st.lists(_SEGMENT, max_size=4),
+            st.sampled_from(["workspace", "config_dir"]),
+        ),
+        max_size=8,
+    )
+)
+def test_shared_folder_check_finds_every_pair(dirs: list[tuple[str, list[str], str]]) -> None:
+    """The indexed check reports exactly what comparing every folder with every other would."""
+    import posixpath
+
+    from fleetctl.fleet import profiles as pr
+
+    raw = [
+        (Path(f"p{i}.toml"), {"name": f"n{i % 3}", key: root + "/".join(parts)})
+        for i, (root, parts, key) in enumerate(dirs)
+    ]
+    got: list[str] = []
+    pr._check_dirs(raw, got)
+
+    def within(a: str, b: str) -> bool:
+        return a == b or a.startswith(b.rstrip("/") + "/")
+
+    want: list[str] = []
+    owned = []
+    for path, flat in raw:
+        for key in ("workspace", "config_dir"):
+            v = flat.get(key, pr.schema.BY_KEY[key].default)
+            if isinstance(v, str):
+                d = posixpath.normpath(v.replace("{name}", flat["name"]))
+                if any(within(x, d) for x in pr._NOT_AGENT_DIRS):
+                    want.append("bad")
+                owned.append((d, flat["name"], path, key))
+    for d, name, path, key in owned:
+        for other, other_name, _, _ in owned:
+            if other_name != name and within(d, other):
+                want.append(f"{path}: {key}: {d} is inside {other_name}'s {other}")
+    assert ["bad" if "would give" in g else g.split(": agents must")[0] for g in got] == want

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,45 @@ def test_status_of_units_systemd_has_not_loaded_reads_them_the_long_way(
     with fleetctl.systemd() as mgr:
         (row,) = status.collect(load_fleet(d), mgr)
     assert (row.load_state, row.active_state, row.main_pid) == ("not-found", "inactive", 0)
+
+
+PRIVATE = """
+import json, sys
+from fleetctl.systemd.manager import SystemdManager
+units = sys.argv[1:]
+same = ("load_state", "active_state", "sub_state", "main_pid", "n_restarts", "active_enter_timestamp")
+out = {}
+for label, mgr in (("private", SystemdManager(private=True)), ("bus", SystemdManager())):
+    with mgr:
+        got = mgr.statuses(units)
+        values = {u: [getattr(s, f) for f in same] for u, s in got.items()}
+        out[label] = {"address": mgr.address, "units": values}
+print(json.dumps(out))
+"""
+
+
+def test_status_reads_through_the_managers_private_socket(
+    fleetctl: Fleetctl, example_profiles: Path, tmp_path: Path
+) -> None:
+    """The user's own manager answers on $XDG_RUNTIME_DIR/systemd/private (no bus daemon in
+    between) with what the bus gives; where that socket is not there, the bus is used.
+    Run inside the bed: systemd refuses a peer whose PID it cannot see."""
+    fleetctl("install", str(example_profiles))
+    units = [f"fleet-{p.name}.service" for p in load_fleet(example_profiles).profiles]
+    m = fleetctl.manager
+    r = m.run([sys.executable, "-c", PRIVATE, *units], env=fleetctl.env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["private"]["address"] == f"unix:path={m.xdg_runtime_dir}/systemd/private"
+    assert doc["bus"]["address"] == f"unix:path={m.xdg_runtime_dir}/bus"
+    assert doc["private"]["units"] == doc["bus"]["units"]
+    assert all(v[1] == "active" and v[3] > 0 for v in doc["private"]["units"].values())
+
+    # No manager's socket in this runtime dir: the bus serves.
+    env = {**fleetctl.env, "XDG_RUNTIME_DIR": str(tmp_path)}
+    m.give(tmp_path)
+    r = m.run([sys.executable, "-c", PRIVATE, *units[:1]], env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["private"]["address"] == f"unix:path={m.xdg_runtime_dir}/bus"
+    assert doc["private"]["units"] == doc["bus"]["units"]

@@ -164,7 +164,7 @@ def status(profiles_dir: Path | None, as_json: bool) -> None:
     from fleetctl.systemd.manager import SystemdManager
 
     fleet = load_fleet(resolve_profiles(profiles_dir))
-    with SystemdManager() as mgr:
+    with SystemdManager(private=True) as mgr:
         rows = st.collect(fleet, mgr)
     if rows and all(r.load_state == "not-found" for r in rows):
         # Like `systemctl status` of a unit that does not exist: say so and fail (exit 4).

@@ -455,9 +455,21 @@ def _check_dirs(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> 
             if bad:
                 problems.append(f"{path}: {key}: {d} would give the agent {bad} (pick a folder of its own)")
             owned.append((d, name, path, key))
+    # Each folder is looked up with its ancestors in an index, not compared with every other
+    # agent's: a pairwise check took 0.2 s at 200 agents, on every command that loads the fleet.
+    index: dict[str, list[int]] = {}
+    for i, (d, *_) in enumerate(owned):
+        index.setdefault(d, []).append(i)
+    roots = [k for k in index if k.startswith("/") and not k.strip("/")]
     for d, name, path, key in owned:
-        for other, other_name, _, _ in owned:
-            if other_name != name and within(d, other):
+        around = [d]
+        while (parent := posixpath.dirname(around[-1])) != around[-1]:
+            around.append(parent)
+        if d.startswith("/"):  # "/" (and normpath's "//") hold every absolute path
+            around += roots
+        for j in sorted(j for a in dict.fromkeys(around) for j in index.get(a, ())):
+            other, other_name = owned[j][0], owned[j][1]
+            if other_name != name:
                 problems.append(
                     f"{path}: {key}: {d} is inside {other_name}'s {other}: agents must not share folders "
                     "(use the bulletin to share)"

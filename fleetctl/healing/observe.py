@@ -96,6 +96,7 @@ class _Look:
     profiles: Sequence[Profile]
     infos: dict[str, UnitInfo]
     probes: Future[dict[str, HealthResult]]
+    started: float = 0.0  # time.monotonic() when it was started
 
 
 _probers = ThreadPoolExecutor(max_workers=CONFIRM_ROUNDS + 1, thread_name_prefix="look")
@@ -104,12 +105,13 @@ _probers = ThreadPoolExecutor(max_workers=CONFIRM_ROUNDS + 1, thread_name_prefix
 def _start_look(mgr: SystemdManager, profiles: Sequence[Profile]) -> _Look:
     # D-Bus on this thread (the connection is not thread-safe); the probes, which may wait a
     # whole health timeout on a hung agent, on another.
+    started = time.monotonic()
     units = {p.name: paths.unit_name(p.name) for p in profiles}
     by_unit = mgr.units(units.values())
     infos = {p.name: by_unit[units[p.name]] for p in profiles}
     running = [p for p in profiles if infos[p.name].active_state in ("active", "reloading")]
     targets = [(p.name, health_url(p), p.health.timeout, p.health.expected_status) for p in running]
-    return _Look(profiles, infos, _probers.submit(probe_many, targets))
+    return _Look(profiles, infos, _probers.submit(probe_many, targets), started)
 
 
 def _finish(look: _Look) -> dict[str, Observation]:
@@ -131,12 +133,37 @@ def observe(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Obser
     return _look(mgr, profiles)
 
 
+def observe_ahead(
+    mgr: SystemdManager,
+    profiles: Sequence[Profile],
+    rounds: int = CONFIRM_ROUNDS,
+    interval: float = CONFIRM_INTERVAL,
+) -> tuple[dict[str, Observation], list[_Look]]:
+    """The first look, and the confirming looks that had to start while it was still out.
+
+    A fleet that answers within `interval` costs one look, as `observe`. While a probe is
+    still out (a slow or hung agent), the next looks start on schedule, `interval` apart, for
+    every agent: `confirm` then only collects them, so a hung agent costs about one health
+    timeout plus the intervals in all, instead of one timeout before the confirming looks even
+    start."""
+    first = _start_look(mgr, profiles)
+    ahead: list[_Look] = []
+    for k in range(1, rounds + 1):
+        try:
+            first.probes.result(timeout=max(0.0, first.started + k * interval - time.monotonic()))
+            break
+        except TimeoutError:
+            ahead.append(_start_look(mgr, profiles))
+    return _finish(first), ahead
+
+
 def confirm(
     mgr: SystemdManager,
     suspects: dict[str, Observation],
     rounds: int = CONFIRM_ROUNDS,
     interval: float = CONFIRM_INTERVAL,
     first_look: float | None = None,
+    ahead: Sequence[_Look] = (),
 ) -> dict[str, Observation]:
     """The suspects that were failing at every look, with their latest observation.
 
@@ -144,12 +171,17 @@ def confirm(
     probe of the last one to time out. So confirming costs about one health timeout plus the
     intervals, whatever the fleet size and however many agents hang (every suspect is looked at
     together), and a run with hung agents ends within about two timeouts plus a second.
+    `ahead`: looks `observe_ahead` started while the first was still out.
     """
+    if not suspects:
+        return {}
+    # Looks `observe_ahead` started already count, for the suspects only.
+    names = [o.profile for o in suspects.values()]
+    looks = [replace(look, profiles=[p for p in names if p.name in look.infos]) for look in ahead[:rounds]]
     last = time.monotonic() if first_look is None else first_look  # when the first look started
-    looks: list[_Look] = []
-    for _ in range(rounds):
-        if not suspects:
-            break
+    if looks:
+        last = looks[-1].started
+    for _ in range(rounds - len(looks)):
         time.sleep(max(0.0, last + interval - time.monotonic()))
         last = time.monotonic()
         looks.append(_start_look(mgr, [o.profile for o in suspects.values()]))

@@ -26,7 +26,7 @@ from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.healing import backoff, changes, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import providers
-from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe
+from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe_ahead
 from fleetctl.healing.record import Recorder
 from fleetctl.healing.remedy import Ctx
 from fleetctl.healing.respond import Result, flap_hold, respond
@@ -154,14 +154,14 @@ class _Run:
     def go(self, rounds: int, interval: float) -> RunReport:
         started = time.monotonic()
         with SystemdManager() as mgr:
-            seen = observe(mgr, self.fleet.profiles)
+            seen, ahead = observe_ahead(mgr, self.fleet.profiles, rounds, interval)
             self._close_interrupted(seen)
             suspects, flapping = self._triage(seen, mgr)
             self.save()
             # A failure to confirm may need the LLMs: their SDKs load while the looks run.
             if suspects:
                 preload(self.chain)
-            confirmed = confirm(mgr, suspects, rounds, interval, first_look=started)
+            confirmed = confirm(mgr, suspects, rounds, interval, first_look=started, ahead=ahead)
         for name in sorted(set(suspects) - set(confirmed)):
             self.report.counts["recovered"] = self.report.counts.get("recovered", 0) + 1
             self.say(f"{name}: {suspects[name].symptom}, but fine on a second look; no action")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,23 +56,41 @@ def _holds() -> dict[str, tuple[float, str]]:
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     from fleetctl.lifecycle.isolation import isolation_off
-    from fleetctl.probes.health import probe_many
+    from fleetctl.probes.health import HealthResult, probe_many
 
-    units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
-    running = [
-        p
-        for p in fleet.profiles
-        if units[paths.unit_name(p.name)].active_state in ("active", "reloading", "activating")
-    ]
-    targets: list[tuple[tuple[str, str], str, float, int]] = [
-        ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status) for p in running
-    ]
-    targets += [
-        ((p.name, "ready"), url, p.health.timeout, READY_STATUS)
-        for p in running
-        if (url := ready_url(p)) is not None
-    ]
-    probed = probe_many(targets) if targets else {}
+    by_unit = {paths.unit_name(p.name): p for p in fleet.profiles}
+    probed: dict[tuple[str, str], HealthResult] = {}
+    probing: list[threading.Thread] = []
+
+    def start_probes(active: dict[str, str]) -> None:
+        # Only the active state decides what to probe, and ListUnitsByPatterns has it: the probes
+        # (the agents' work) run while this thread reads the other properties (the manager's).
+        running = [p for n, p in by_unit.items() if active.get(n) in ("active", "reloading", "activating")]
+        targets: list[tuple[tuple[str, str], str, float, int]] = [
+            ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status) for p in running
+        ]
+        targets += [
+            ((p.name, "ready"), url, p.health.timeout, READY_STATUS)
+            for p in running
+            if (url := ready_url(p)) is not None
+        ]
+        if targets:
+            t = threading.Thread(target=probe, args=(targets,), daemon=True)
+            t.start()
+            probing.append(t)
+
+    def probe(targets: list[tuple[tuple[str, str], str, float, int]]) -> None:
+        try:
+            probed.update(probe_many(targets))
+        except BaseException as e:  # re-raised in the caller's thread, below
+            failed.append(e)
+
+    failed: list[BaseException] = []
+    units = mgr.statuses(list(by_unit), listed=start_probes)
+    for t in probing:
+        t.join()
+    if failed:
+        raise failed[0]
     health = {name: r for (name, kind), r in probed.items() if kind == "health"}
     ready = {name: r for (name, kind), r in probed.items() if kind == "ready"}
     today = _cost_today(fleet)

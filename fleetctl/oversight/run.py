@@ -169,7 +169,11 @@ def _usage_checks(fleet: Fleet, rows: Sequence[status.AgentStatus] | None) -> Fi
             CheckError("fallback-active", "", "unit states unknown"),
         ]
         return got
-    up = {r.agent for r in rows if r.active_state in UP_STATES}
+    # An agent whose health probe just failed (hung, say) is agent-down already; asking it for
+    # its usage too would cost one more timeout per pass, and more once hung agents outnumber
+    # the request threads.
+    failing = {r.agent for r in rows if r.health == "fail"}
+    up = {r.agent for r in rows if r.active_state in UP_STATES} - failing
     found = usage.fetch_all([p for p in fleet.profiles if p.name in up])
     for p in fleet.profiles:
         u = found.get(p.name)
@@ -178,7 +182,8 @@ def _usage_checks(fleet: Fleet, rows: Sequence[status.AgentStatus] | None) -> Fi
         elif u is not None:
             got.violations += [v for v in (usage.rate_limit(p, u), usage.fallback_active(p, u)) if v]
         elif p.oversight.usage_path:  # down: agent-down says so; its usage is unknown, not zero
-            got.unknown += [CheckError(c, p.name, "agent down") for c in ("rate-limit", "fallback-active")]
+            why = "health check failing" if p.name in failing else "agent down"
+            got.unknown += [CheckError(c, p.name, why) for c in ("rate-limit", "fallback-active")]
     return got
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from jeepney import HeaderFields, MatchRule, Message, MessageType
 from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from jeepney.io.blocking import DBusConnection, DBusConnectionBase, open_dbus_connection, prep_socket
 
 from fleetctl.common.errors import FleetError
 
@@ -50,10 +50,31 @@ def connect(address: str, explain: Callable[[str], str]) -> Bus:
     return Bus(conn, address)
 
 
+def connect_peer(path: str, explain: Callable[[str], str]) -> Bus:
+    """A connection straight to one D-Bus peer, such as systemd's private socket: no bus daemon
+    relays the messages, so there is no Hello and no signal routing (no `add_match`)."""
+    try:
+        sock = prep_socket(path)
+    except OSError as e:
+        raise FleetError(explain(e.strerror or str(e) or type(e).__name__)) from None
+    except (ValueError, RuntimeError) as e:  # authentication refused
+        raise FleetError(explain(str(e) or type(e).__name__)) from None
+    return Bus(_PeerConnection(sock), f"unix:path={path}")
+
+
+class _PeerConnection(DBusConnectionBase):
+    """jeepney's blocking connection without the bus's Hello (a peer has no bus to greet)."""
+
+    def receive(self, *, timeout: float | None = None) -> Message:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        msg: Message = self._receive(deadline)
+        return msg
+
+
 class Bus:
     """One connection. Not thread-safe: one caller drives the socket."""
 
-    def __init__(self, conn: DBusConnection, address: str) -> None:
+    def __init__(self, conn: DBusConnection | _PeerConnection, address: str) -> None:
         self._conn = conn
         self.address = address
         self._waiting: set[int] = set()  # serials whose replies we still want

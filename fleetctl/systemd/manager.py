@@ -8,7 +8,7 @@ import os
 import pwd
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from jeepney import DBusAddress, MatchRule, Properties, new_method_call
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
-from fleetctl.systemd.bus import DBusError, Reply, StringCall, connect
+from fleetctl.systemd.bus import DBusError, Reply, StringCall, connect, connect_peer
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
@@ -138,11 +138,24 @@ def version_number(version: str) -> int:
 class SystemdManager:
     """The user's systemd manager. Open it once per command; use it as a context manager."""
 
-    def __init__(self, address: str | None = None, timeout: float = 30.0) -> None:
-        self.address = address or paths.bus_address()
+    def __init__(self, address: str | None = None, timeout: float = 30.0, private: bool = False) -> None:
+        """`private=True`, for callers that only read unit state (`status`): talk to the manager
+        on its private socket ($XDG_RUNTIME_DIR/systemd/private, as `systemctl --user` does)
+        when this user may open it, which spares every call the bus daemon's hop; otherwise,
+        and always when `address` is given, the user's bus. A private connection cannot
+        subscribe to signals, so jobs (start, stop, restart) need the bus."""
         self.timeout = timeout
-        self._bus = connect(self.address, lambda why: _unreachable_hint(self.address, why))
         self._subscribed = False
+        if private and address is None:
+            socket = str(paths.runtime_dir() / "systemd" / "private")
+            try:
+                self._bus = connect_peer(socket, lambda why: why)
+                self.address = self._bus.address
+                return
+            except FleetError:
+                pass  # not this user's manager, or an older layout: the bus serves as well
+        self.address = address or paths.bus_address()
+        self._bus = connect(self.address, lambda why: _unreachable_hint(self.address, why))
 
     def __enter__(self) -> SystemdManager:
         return self
@@ -241,19 +254,28 @@ class SystemdManager:
             # no reply wanted (and none for names whose RefUnit failed).
             self._bus.send_no_reply([_manager_call("UnrefUnit", n, no_reply=True) for n in wanted])
 
-    def statuses(self, names: Iterable[str]) -> dict[str, UnitStatus]:
+    def statuses(
+        self, names: Iterable[str], listed: Callable[[dict[str, str]], None] | None = None
+    ) -> dict[str, UnitStatus]:
         """What `status` shows, for many services, in as few calls as systemd allows.
 
         One ListUnitsByPatterns gives every loaded unit's load, active and sub state and its
         object path; then six pipelined Gets per unit. A unit systemd does not have loaded is
         inactive with nothing to show (a stopped unit is garbage-collected, a failed one is not):
-        LoadUnit and its three states say whether its file exists, everything else is zero."""
+        LoadUnit and its three states say whether its file exists, everything else is zero.
+
+        `listed`, if given, is called with each loaded unit's active state as soon as the first
+        reply is in, before the Gets: the caller can start work that needs only that (status
+        starts its health probes) while the replies are read."""
         wanted = list(dict.fromkeys(names))
         if not wanted or not all(n.endswith(".service") for n in wanted):
             raise FleetError("statuses: services only")
         # The names are the patterns: unit names hold no glob characters we would not want.
-        (listed,) = self._call("ListUnitsByPatterns", "asas", ([], wanted))
-        loaded = {u[0]: (u[2], u[3], u[4], u[6]) for u in listed if u[0] in wanted}
+        (units,) = self._call("ListUnitsByPatterns", "asas", ([], wanted))
+        asked = set(wanted)
+        loaded = {u[0]: (u[2], u[3], u[4], u[6]) for u in units if u[0] in asked}
+        if listed is not None:
+            listed({n: v[1] for n, v in loaded.items()})
         msgs = [
             StringCall(SYSTEMD, loaded[n][3], PROPERTIES_IFACE, "Get", (iface, prop))
             for n in wanted
