@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -549,3 +550,22 @@ def test_validate_channels_locates_problems_and_catches_duplicates() -> None:
         "alerts.channels[2]: type: must be one of slack, discord, ntfy, telegram, webhook",
         "alerts.channels[3]: topic: required",
     ]
+
+
+def test_every_delivery_is_in_the_sent_log_newest_first(rx: Receiver, tmp_path: Path) -> None:
+    from fleetctl.alerts.dispatch import SENT_LOG, read_sent
+
+    first = make_alert()
+    run([first], rx, tmp_path, NOW)
+    rx.respond(503, times=10)
+    other = make_alert(agent="qa")
+    run([first, other], rx, tmp_path, NOW + 60)  # qa's alert fails: queued, not in the log
+    rx.respond(200)
+    run([first, other], rx, tmp_path, NOW + 120)  # delivered from the outbox
+    got = read_sent(tmp_path)
+    assert [(d["agent"], d["channel"], d["note"]) for d in got] == [
+        ("qa", "hook", "from outbox"),
+        ("coder", "hook", ""),
+    ]
+    assert got[1]["check"] == "agent-down" and got[1]["state"] == "firing"
+    assert stat.S_IMODE((tmp_path / SENT_LOG).stat().st_mode) == 0o600

@@ -319,7 +319,12 @@ def test_alerts_show_what_was_sent_and_what_waits_in_the_outbox(home: Path, tmp_
     )
     paths.state_dir().mkdir(parents=True, exist_ok=True)
     state.save(paths.state_dir())
+    from fleetctl.alerts.dispatch import log_sent
+
+    log_sent(paths.state_dir(), [(down, "ops", "")], now - 30)
     doc = _client(profiles).get("/alerts.json").json()
+    (delivery,) = doc["deliveries"]  # what went to which channel, when
+    assert (delivery["check"], delivery["channel"], delivery["time"]) == ("agent-down", "ops", now - 30)
     assert doc["channels"] == [{"name": "ops", "type": "webhook"}]
     (sent,) = doc["sent"]
     assert (sent["check"], sent["agent"], sent["channels"]) == ("agent-down", "ann", ["ops"])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -199,6 +200,8 @@ class _Run:
     # A channel that failed every try this run is not tried again until the next run: with a
     # service down, a long outbox would otherwise cost tries x backoff per entry, every 5 minutes.
     down: dict[str, str] = field(default_factory=dict)
+    # What was delivered, for the sent log (SENT_LOG): the alert itself, not only its key.
+    delivered: list[tuple[Alert, str, str]] = field(default_factory=list)
 
     def deliver(self, alert: Alert, channel: str) -> str | None:
         """Send with retries; None when delivered, else the (secret-free) error."""
@@ -255,6 +258,7 @@ def _fan_out(run: _Run, state: AlertState, alert: Alert, now: float, note: str =
         error = run.deliver(alert, channel)
         if error is None:
             run.report.sent.append(Delivery(alert.key, alert.state, channel, note))
+            run.delivered.append((alert, channel, note))
         else:
             log.warning(
                 "alert %s (%s) to %s failed, queued for the next run: %s",
@@ -280,6 +284,7 @@ def _flush_outbox(run: _Run, state: AlertState) -> None:
         error = run.deliver(entry.alert, entry.channel)
         if error is None:
             run.report.sent.append(Delivery(entry.alert.key, entry.alert.state, entry.channel, "from outbox"))
+            run.delivered.append((entry.alert, entry.channel, "from outbox"))
             continue
         if tried:
             entry.attempts += 1
@@ -314,6 +319,62 @@ def _load_or_set_aside(state_dir: Path) -> tuple[AlertState, str]:
         problem = f"{e}; moved to {aside} and started afresh (its queued alerts were lost)"
         log.error("%s", problem)
         return AlertState(), problem
+
+
+SENT_LOG = "alerts-sent.jsonl"
+SENT_KEEP = 1000  # deliveries kept in the sent log (the newest), for the dashboard and a human
+
+
+def log_sent(state_dir: Path, delivered: Sequence[tuple[Alert, str, str]], now: float) -> None:
+    """Append what was delivered to the sent log (0600: a summary may quote an agent), keeping
+    the newest SENT_KEEP; a crash mid-write costs a torn last line, which readers skip."""
+    if not delivered:
+        return
+    path = Path(state_dir) / SENT_LOG
+    lines = [
+        json.dumps(
+            {
+                "time": now,
+                "key": a.key,
+                "agent": a.agent,
+                "check": a.check,
+                "severity": a.severity,
+                "state": a.state,
+                "summary": a.summary,
+                "channel": channel,
+                "note": note,
+            },
+            sort_keys=True,
+        )
+        for a, channel, note in delivered
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, ("\n".join(lines) + "\n").encode())
+    finally:
+        os.close(fd)
+    if path.stat().st_size > SENT_KEEP * 600:  # a few hundred bytes a line: trim now and then
+        kept = path.read_text(errors="replace").splitlines()[-SENT_KEEP:]
+        write_atomic(path, "\n".join(kept) + "\n", mode=0o600)
+
+
+def read_sent(state_dir: Path, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest `limit` deliveries, newest first."""
+    try:
+        lines = (Path(state_dir) / SENT_LOG).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in reversed(lines):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
+        if len(out) >= limit:
+            break
+    return out
 
 
 @contextmanager
@@ -353,6 +414,7 @@ def _session(
             if own_client:
                 client.close()
         state.save(state_dir)
+        log_sent(state_dir, run.delivered, time.time())
 
 
 def process(

@@ -194,9 +194,10 @@ def cron(fleet: Fleet) -> dict[str, Any]:
 
 
 def alerts(fleet: Fleet) -> dict[str, Any]:
-    """`/alerts.json`: what was sent (open alerts, to every channel, with the last send) and
-    what is still in the outbox, per channel, with its last error."""
-    from fleetctl.alerts.dispatch import AlertState
+    """`/alerts.json`: what was sent (open alerts, to every channel, with the last send), every
+    recent delivery (the sent log: which alert went to which channel, when) and what is still
+    in the outbox, per channel, with its last error."""
+    from fleetctl.alerts.dispatch import AlertState, read_sent
 
     problem = ""
     try:
@@ -237,6 +238,7 @@ def alerts(fleet: Fleet) -> dict[str, Any]:
         "version": VERSION,
         "channels": channels,
         "sent": sent,
+        "deliveries": read_sent(paths.state_dir(), limit=50),
         "outbox": outbox,
         "problems": [problem] if problem else [],
     }

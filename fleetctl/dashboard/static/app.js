@@ -169,12 +169,15 @@ function renderAlerts(doc) {
   const box = document.getElementById("alerts");
   const sent = doc.sent.map((a) => el("li", { class: `sev-${a.severity}` },
     `${a.check} on ${a.agent || "fleet"} → ${a.channels.join(", ") || "no channel"}, last sent ${ago(a.last_sent)}`));
+  const recent = (doc.deliveries || []).slice(0, 10).map((d) => el("li", { class: `sev-${d.severity}` },
+    `${ago(d.time)}: ${d.check} on ${d.agent || "fleet"} (${d.state}) → ${d.channel}${d.note ? ` (${d.note})` : ""}`));
   const out = doc.outbox.map((o) => el("li", { class: "sev-warning" },
     `${o.key} (${o.state}) → ${o.channel}: ${o.attempts} attempt(s), queued ${ago(o.queued_at)}`,
     o.last_error ? el("div", { class: "detail" }, o.last_error) : null));
   fill(box,
     el("div", {}, `channels: ${doc.channels.map((c) => `${c.name} (${c.type})`).join(", ") || "none configured"}`),
     el("h3", {}, "sent, still open"), el("ul", { id: "alerts-sent" }, sent.length ? sent : [el("li", { class: "none" }, "none")]),
+    el("h3", {}, "last deliveries"), el("ul", { id: "alerts-deliveries" }, recent.length ? recent : [el("li", { class: "none" }, "none yet")]),
     el("h3", {}, "outbox"), el("ul", { id: "alerts-outbox" }, out.length ? out : [el("li", { class: "none" }, "empty")]),
     (doc.problems || []).length ? el("p", { class: "problems" }, doc.problems.join("\n")) : null);
 }
