@@ -96,3 +96,20 @@ def test_the_installed_fleet_wins_over_a_local_profiles_folder_and_says_so(
 )
 def test_metric_values_have_no_float_noise(value: float, text: str) -> None:
     assert _value(value) == text
+
+
+@pytest.mark.parametrize(
+    ("places", "hidden"),
+    [
+        (("/tmp/venv", "/srv/fleetctl"), "/tmp/venv"),
+        (("/usr", "/var/tmp/x/fleetctl"), "/var/tmp/x/fleetctl"),
+        (("/usr", "/home/ana/.local/share/fleetctl/venv"), None),
+        (("/tmpfs/venv",), None),
+    ],
+)
+def test_a_fleetctl_under_tmp_is_named_as_hidden_from_agents(
+    places: tuple[str, ...], hidden: str | None
+) -> None:
+    from fleetctl.lifecycle.hostcheck import hidden_from_agents
+
+    assert hidden_from_agents(places) == hidden

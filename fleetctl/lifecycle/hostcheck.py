@@ -71,3 +71,18 @@ def python_runtime_paths() -> tuple[str, ...]:
 
 
 HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
+
+
+def hidden_from_agents(places: tuple[str, ...] | None = None) -> str | None:
+    """Where fleetctl (or its interpreter) lives, when that is under /tmp or /var/tmp: every
+    agent gets a private /tmp (PrivateTmp=), so `{python}` agents could not even start."""
+    import sys
+    from pathlib import Path
+
+    import fleetctl
+
+    for place in places or (sys.prefix, str(Path(fleetctl.__file__).parent)):
+        resolved = str(Path(place).resolve())
+        if resolved == "/tmp" or resolved.startswith(("/tmp/", "/var/tmp/")):
+            return resolved
+    return None

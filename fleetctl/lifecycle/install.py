@@ -150,6 +150,13 @@ def install(
             return plan
         if userns_problem:
             say(f"warning: namespace sandboxing left out of the units: {userns_problem}")
+        hidden = hostcheck.hidden_from_agents()
+        if hidden and any(p.command[0] == "{python}" for p in fleet.profiles):
+            say(
+                f"warning: fleetctl runs from {hidden}, which every agent's private /tmp hides: "
+                "{python} agents cannot start; install fleetctl elsewhere (./install.sh puts it in "
+                "~/.local/share/fleetctl)"
+            )
         if target.log_files:
             say(
                 f"warning: journal: {journal_text.split('; fix: ')[0]}; so each agent writes to "
