@@ -203,3 +203,15 @@ def wait_for(pred: Callable[[], object], timeout: float = 20.0, what: str = "con
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """fleetctl's paths follow HOME and the XDG variables at call time: point them into
+    tmp_path (a fresh home, nothing of the runner's config, state or profiles folder)."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("HOME", str(h))
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "FLEETCTL_PROFILES"):
+        monkeypatch.delenv(var, raising=False)
+    return h

@@ -23,16 +23,6 @@ from fleetctl.oversight.heartbeat import iso
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return h
-
-
 def fleet(root: Path, names: list[str], fleet_toml: str = "") -> Path:
     d = root / "profiles"
     d.mkdir(exist_ok=True)

@@ -105,14 +105,10 @@ def test_pages_cover_every_item_once_in_order(n: int, page: int, per_page: int) 
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "FLEETCTL_PROFILES"):
-        monkeypatch.delenv(var, raising=False)
+def home(home: Path) -> Path:
+    """conftest's private home, and the dashboard's incident cache emptied with it."""
     data.INCIDENTS.__init__()  # type: ignore[misc]
-    return h
+    return home
 
 
 def _fleet(tmp_path: Path, agents: list[str], secret: str = "") -> Path:

@@ -51,14 +51,6 @@ OPENCLAW_CONFIG = '{\n  // the gateway\n  gateway: { mode: "local", port: 48620 
 SECRET = "sk-proj-0123456789abcdefghijklmnop"
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    return h
-
-
 def openclaw_fleet(tmp_path: Path, home: Path, config: str = OPENCLAW_CONFIG) -> Path:
     d = tmp_path / "oc"
     d.mkdir(exist_ok=True)

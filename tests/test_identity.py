@@ -16,14 +16,6 @@ from fleetctl.fleet.profiles import load_fleet
 from fleetctl.lifecycle.doctor import _identity
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    return h
-
-
 def new(profiles: Path, *args: str) -> str:
     result = CliRunner().invoke(main, ["new", *args, "--profiles", str(profiles), "--command", "/bin/agent"])
     assert result.exit_code == 0, result.output

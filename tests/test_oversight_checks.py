@@ -48,17 +48,6 @@ from fleetctl.systemd.render import Target
 NOW = 1_714_564_800.0
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """fleetctl's paths follow HOME/XDG at call time: point them into tmp_path."""
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return h
-
-
 def make_fleet(root: Path, profiles: dict[str, str], fleet_toml: str = "") -> Fleet:
     d = root / "profiles"
     d.mkdir(exist_ok=True)

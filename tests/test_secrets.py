@@ -162,16 +162,6 @@ def test_env_files_keep_values_with_unicode_separators(tmp_path: Path) -> None:
 # --- every secret fleetctl knows ---------------------------------------------------------------
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return h
-
-
 SOURCES = {
     "agent secrets_file": "agent-a-key-0f3c9e",
     "agent alternate": "agent-a-spare-77d1b2",
