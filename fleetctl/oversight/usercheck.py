@@ -16,21 +16,11 @@ from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.common.runcmd import run
 from fleetctl.fleet.profiles import Profile, UserCheck
+from fleetctl.lifecycle.agentenv import expand  # the placeholders as the unit fills them
 from fleetctl.oversight.model import USER_CHECK_PREFIX, Violation
 
 Mask = Callable[[str], str]
 OUTPUT_MAX = 300  # one line for an alert; the full output is the user's to get by running it
-
-
-def expand(p: Profile, arg: str) -> str:
-    for ph, value in (
-        ("{name}", p.name),
-        ("{port}", str(p.port)),
-        ("{workspace}", str(paths.expand(p.workspace))),
-        ("{config_dir}", str(paths.expand(p.config_dir))),
-    ):
-        arg = arg.replace(ph, value)
-    return str(paths.expand(arg)) if arg.startswith("~/") else arg
 
 
 def last_line(stdout: str, stderr: str) -> str:
