@@ -198,6 +198,28 @@ def test_new_profile_gets_next_port_and_validates(tmp_path: Path) -> None:
     assert not (tmp_path / "p" / "other.toml").exists()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(1, 6)), max_size=12))
+def test_port_clash_check_names_the_first_earlier_footprint(spans: list[tuple[int, int]]) -> None:
+    """The per-port index reports what comparing each footprint with every earlier one would."""
+    from fleetctl.fleet import profiles as pr
+
+    raw = [
+        (Path(f"p{i}.toml"), {"name": f"n{i}", "port": port, "port_span": span})
+        for i, (port, span) in enumerate(spans)
+    ]
+    got: list[str] = []
+    pr._cross_checks(raw, got)
+    want = []
+    for i, (port, span) in enumerate(spans):
+        last = port + span - 1
+        earlier = [j for j, (p, s) in enumerate(spans[:i]) if port <= p + s - 1 and p <= last]
+        if earlier:
+            want.append((f"p{i}.toml", f"p{earlier[0]}.toml"))
+    clashes = [g for g in got if ": port: " in g]
+    assert [(g.split(":")[0], g.split(" is also used by ")[1].split()[0]) for g in clashes] == want
+
+
 _SEGMENT = st.sampled_from(["a", "b", "ab", "{name}", ".", "..", "agents", ""])
 
 

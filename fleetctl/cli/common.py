@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -43,6 +44,11 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("fleetctl: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            # `fleetctl status | head`: the reader has all it wanted. Quietly, as a shell tool
+            # does; stdout goes to /dev/null so the interpreter's last flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a command killed by it
         except OSError as e:
             if debug:
                 raise
@@ -66,7 +72,38 @@ def emit_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, sort_keys=True))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Command -> the module that defines it. Only the module of the command being run is imported:
+# `fleetctl status` (run by scripts and dashboards, timed in bench/) must not pay for the
+# exporter's, the dashboard's or the config store's imports. tests/test_cli_commands.py checks
+# this table against what the modules define.
+COMMAND_MODULES = {
+    **dict.fromkeys(
+        ("render", "new", "install", "uninstall", "status", "start", "stop", "restart", "logs", "doctor"),
+        "fleetctl.cli.fleet",
+    ),
+    "config": "fleetctl.cli.configs",
+    "cost": "fleetctl.cli.cost",
+    "dashboard": "fleetctl.cli.dashboard",
+    "export": "fleetctl.cli.export",
+    **dict.fromkeys(("oversee", "metrics"), "fleetctl.cli.oversight"),
+    **dict.fromkeys(("watchdog", "incidents", "ack"), "fleetctl.cli.watchdog"),
+}
+
+
+class LazyGroup(click.Group):
+    """click's documented pattern for lazily loaded subcommands: a command module is imported
+    when its command is looked up, and its decorators add the command to this group."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(COMMAND_MODULES[cmd_name])
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fleetctl")
 @click.option("--debug", is_flag=True, help="Log every step and show tracebacks.")
 def main(debug: bool) -> None:

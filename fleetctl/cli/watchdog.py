@@ -1,5 +1,5 @@
-"""Click commands for the watchdog: `watchdog`, `incidents`, `ack`; `fleetctl.cli` calls
-`register(main)`. Like the other command modules, nothing here but argument handling and rendering.
+"""Click commands for the watchdog: `watchdog`, `incidents`, `ack`; registered on `main` when
+imported. Like the other command modules, nothing here but argument handling and rendering.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from fleetctl.cli.common import emit_json, handle_errors, known_agent, profiles_option, resolve_profiles
+from fleetctl.cli.common import emit_json, handle_errors, known_agent, main, profiles_option, resolve_profiles
 
 EXIT_ATTENTION = 2  # the run completed, but an agent needs a human (held, or a fix that failed)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -67,62 +67,61 @@ def incident_rows(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def register(main: click.Group) -> None:
-    """Add the commands to fleetctl's group; `fleetctl.cli` calls it once."""
+@main.command()
+@profiles_option
+@click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
+@click.option(
+    "--quiet", is_flag=True, help="Print nothing when all is well and nothing was done (cron's line)."
+)
+@handle_errors
+def watchdog(profiles_dir: Path | None, as_json: bool, quiet: bool) -> None:
+    """Check every agent; diagnose and fix confirmed failures (cron runs this).
 
-    @main.command()
-    @profiles_option
-    @click.option("--json", "as_json", is_flag=True, help="Print the run's report as JSON.")
-    @click.option(
-        "--quiet", is_flag=True, help="Print nothing when all is well and nothing was done (cron's line)."
-    )
-    @handle_errors
-    def watchdog(profiles_dir: Path | None, as_json: bool, quiet: bool) -> None:
-        """Check every agent; diagnose and fix confirmed failures (cron runs this).
+    Exit status: 0 all good, 2 an agent needs a human, 75 another run holds the lock.
+    """
+    from fleetctl.healing.run import run
 
-        Exit status: 0 all good, 2 an agent needs a human, 75 another run holds the lock.
-        """
-        from fleetctl.healing.run import run
+    report = run(resolve_profiles(profiles_dir), say=(lambda _: None) if as_json else click.echo)
+    if as_json:
+        emit_json(report.to_dict())
+    elif not (quiet and report.ok and not report.records):
+        click.echo(summary(report))
+    if not report.ok:
+        sys.exit(EXIT_ATTENTION)
 
-        report = run(resolve_profiles(profiles_dir), say=(lambda _: None) if as_json else click.echo)
-        if as_json:
-            emit_json(report.to_dict())
-        elif not (quiet and report.ok and not report.records):
-            click.echo(summary(report))
-        if not report.ok:
-            sys.exit(EXIT_ATTENTION)
 
-    @main.command()
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
-    @click.option("--agent", default=None, help="Only this agent's incidents.")
-    @click.option("--since", default=None, help="Only newer ones: 30m, 2h, 7d or an ISO date/time (UTC).")
-    @profiles_option
-    @handle_errors
-    def incidents(as_json: bool, agent: str | None, since: str | None, profiles_dir: Path | None) -> None:
-        """What the watchdog saw and did, oldest first."""
-        from fleetctl.healing import incidents as log
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (versioned).")
+@click.option("--agent", default=None, help="Only this agent's incidents.")
+@click.option("--since", default=None, help="Only newer ones: 30m, 2h, 7d or an ISO date/time (UTC).")
+@profiles_option
+@handle_errors
+def incidents(as_json: bool, agent: str | None, since: str | None, profiles_dir: Path | None) -> None:
+    """What the watchdog saw and did, oldest first."""
+    from fleetctl.healing import incidents as log
 
-        if agent is not None:
-            known_agent(agent, profiles_dir)
+    if agent is not None:
+        known_agent(agent, profiles_dir)
 
-        records = log.read(agent=agent, since=parse_since(since) if since else None)
-        if as_json:
-            emit_json({"version": 1, "incidents": records})
-            return
-        for line in incident_rows(records):
-            click.echo(line)
+    records = log.read(agent=agent, since=parse_since(since) if since else None)
+    if as_json:
+        emit_json({"version": 1, "incidents": records})
+        return
+    for line in incident_rows(records):
+        click.echo(line)
 
-    @main.command()
-    @click.argument("agent")
-    @click.option("--no-start", is_flag=True, help="Only clear the hold and unmask; do not start the agent.")
-    @profiles_option
-    @handle_errors
-    def ack(agent: str, no_start: bool, profiles_dir: Path | None) -> None:
-        """Clear AGENT's hold: unmask its unit, reset its failed state and start it.
 
-        Fails (non-zero, with the agent's last log lines) when it does not come up healthy.
-        """
-        from fleetctl.healing.hold import ack as do_ack
+@main.command()
+@click.argument("agent")
+@click.option("--no-start", is_flag=True, help="Only clear the hold and unmask; do not start the agent.")
+@profiles_option
+@handle_errors
+def ack(agent: str, no_start: bool, profiles_dir: Path | None) -> None:
+    """Clear AGENT's hold: unmask its unit, reset its failed state and start it.
 
-        for line in do_ack(resolve_profiles(profiles_dir), agent, start=not no_start, say=click.echo):
-            click.echo(line)
+    Fails (non-zero, with the agent's last log lines) when it does not come up healthy.
+    """
+    from fleetctl.healing.hold import ack as do_ack
+
+    for line in do_ack(resolve_profiles(profiles_dir), agent, start=not no_start, say=click.echo):
+        click.echo(line)

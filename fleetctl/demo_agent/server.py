@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -112,6 +112,9 @@ class Agent:
 class Handler(BaseHTTPRequestHandler):
     server_version = "fleet-demo-agent"
     agent: Agent  # set on the subclass made in make_server()
+    # Requests are served one at a time: a client that connects and sends nothing must not
+    # hold the agent (and its health answer) for longer than this.
+    timeout = 5
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # no access log: the watchdog probes every minute and would drown real events
@@ -206,7 +209,13 @@ class Handler(BaseHTTPRequestHandler):
         return n
 
 
-class Server(ThreadingHTTPServer):
+class Server(HTTPServer):
+    """One request at a time, in the serving thread, as an event-loop gateway (Node) answers.
+
+    No thread per connection: every handler here is quick, and starting a thread per request
+    doubled the CPU an agent spends on a health probe (0.38 against 0.17 ms), which is what
+    `fleetctl status` waits on at 200 agents (docs/benchmarks.md)."""
+
     # socketserver listens with a backlog of 5: a burst of concurrent probes (status, the
     # watchdog, a test) would overflow it and the dropped SYNs retry only after 1 s, which looks
     # exactly like a hung agent.

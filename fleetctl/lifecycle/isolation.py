@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
-from fleetctl.common.runcmd import run
 from fleetctl.fleet.profiles import Profile
 
 _OVERALL = re.compile(r"Overall exposure level for \S+:\s*([0-9]+(?:\.[0-9]+)?)\s+([A-Z]+)")
@@ -54,6 +53,8 @@ def exposure(unit: str) -> Exposure:
         "XDG_RUNTIME_DIR": str(paths.runtime_dir()),
         "DBUS_SESSION_BUS_ADDRESS": paths.bus_address(),
     }
+    from fleetctl.common.runcmd import run  # not at the top: `status` imports this module
+
     proc = run(
         ["systemd-analyze", "--user", "security", "--no-pager", unit], check=False, env=env, timeout=60
     )

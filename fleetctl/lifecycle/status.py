@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from fleetctl.common import paths
@@ -147,7 +147,14 @@ def _cost_today(fleet: Fleet) -> dict[str, float]:
 
 
 def as_json(rows: list[AgentStatus], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"version": JSON_VERSION, "agents": [asdict(r) for r in rows], **(extra or {})}
+    # Every field is a plain value: a shallow copy gives what asdict() would, without its
+    # recursive deep copy (a tenth of `status --json` at 200 agents).
+    names = [f.name for f in fields(AgentStatus)]
+    return {
+        "version": JSON_VERSION,
+        "agents": [{n: getattr(r, n) for n in names} for r in rows],
+        **(extra or {}),
+    }
 
 
 def isolation_lines(rows: list[AgentStatus]) -> list[str]:

@@ -15,15 +15,16 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.common import paths
-from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle import manifest
 from fleetctl.lifecycle.status import human_duration
-from fleetctl.oversight.model import Violation
+
+if TYPE_CHECKING:  # `fleetctl status` reads staleness here and must not import the alert channels
+    from fleetctl.oversight.model import Violation
 
 JOBS = ("watchdog", "oversee")
 
@@ -73,6 +74,8 @@ def write(job: str, ok: bool, now: float, **extra: Any) -> None:
     # "time" in seconds as documented; "ts" too, the spelling the watchdog's readers use.
     doc = {"time": now, "ts": now, "time_iso": iso(now), "ok": ok, "pid": os.getpid(), **extra}
     # 0600 like every file beside it: its summary is fleetctl's own words, but the state dir is private.
+    from fleetctl.common.atomic import write_atomic
+
     write_atomic(paths.heartbeat_file(job), json.dumps(doc, sort_keys=True) + "\n", mode=0o600)
 
 
@@ -152,6 +155,8 @@ def staleness_lines(st: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def watchdog_violations(fleet: Fleet, now: float) -> list[Violation]:
+    from fleetctl.oversight.model import Violation
+
     e = staleness(fleet, now)["watchdog"]
     fix = "crontab -l | grep 'fleetctl watchdog'; run `fleetctl watchdog` by hand and read its output"
     if e["stale"] or e["ok"] is False:

@@ -4,11 +4,17 @@ jeepney's `send_and_get_reply` waits for each reply before sending the next call
 about 50 units costs 50+ round trips. `Bus.call_many` sends every call first and then
 collects the replies by serial, so the whole batch costs about one round trip. Signals that
 arrive meanwhile are kept (if they match a rule we subscribed to) instead of being dropped.
+
+jeepney connects and authenticates; once connected, `Bus` reads the socket itself so that the
+replies `status` reads by the hundred (one property each) skip jeepney's generic parser
+(`wire.variant_reply`); every other message is still parsed by jeepney.
 """
 
 from __future__ import annotations
 
-import struct
+import errno
+import math
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,6 +25,10 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, DBusConnectionBase, open_dbus_connection, prep_socket
 
 from fleetctl.common.errors import FleetError
+from fleetctl.systemd import wire
+from fleetctl.systemd.wire import StringCall
+
+__all__ = ["Bus", "DBusError", "Reply", "StringCall", "connect", "connect_peer"]
 
 DEFAULT_TIMEOUT = 30.0
 # Calls per socket write; at most two chunks are in flight (dbus-daemon's system bus
@@ -59,28 +69,27 @@ def connect_peer(path: str, explain: Callable[[str], str]) -> Bus:
         raise FleetError(explain(e.strerror or str(e) or type(e).__name__)) from None
     except (ValueError, RuntimeError) as e:  # authentication refused
         raise FleetError(explain(str(e) or type(e).__name__)) from None
-    return Bus(_PeerConnection(sock), f"unix:path={path}")
-
-
-class _PeerConnection(DBusConnectionBase):
-    """jeepney's blocking connection without the bus's Hello (a peer has no bus to greet)."""
-
-    def receive(self, *, timeout: float | None = None) -> Message:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        msg: Message = self._receive(deadline)
-        return msg
+    # jeepney's connection without the bus's Hello (a peer has no bus to greet).
+    return Bus(DBusConnectionBase(sock), f"unix:path={path}")
 
 
 class Bus:
     """One connection. Not thread-safe: one caller drives the socket."""
 
-    def __init__(self, conn: DBusConnection | _PeerConnection, address: str) -> None:
+    def __init__(self, conn: DBusConnection | DBusConnectionBase, address: str) -> None:
         self._conn = conn
         self.address = address
         self._waiting: set[int] = set()  # serials whose replies we still want
-        self._replies: dict[int, Message] = {}
+        self._replies: dict[int, Message | tuple[Any, ...]] = {}
         self._rules: list[MatchRule] = []
         self._signals: deque[Message] = deque()
+        # Received bytes not yet taken as messages, starting with whatever jeepney's parser
+        # already holds (a signal that came in behind the Hello reply).
+        pending = conn.parser.buf
+        self._buf = bytearray(pending.read(pending.bytes_buffered) if pending.bytes_buffered else b"")
+        self._pos = 0  # where the next message starts in _buf
+        self._poll = select.poll()
+        self._poll.register(conn.sock, select.POLLIN)
 
     def close(self) -> None:
         self._conn.close()
@@ -157,10 +166,14 @@ class Bus:
     # --- receiving ---------------------------------------------------------------------------
     def _pump(self, deadline: float) -> None:
         """Receive one message and file it as a reply or a kept signal; others are dropped."""
-        try:
-            msg = self._conn.receive(timeout=max(deadline - time.monotonic(), 0.0))
-        except ConnectionError as e:  # TimeoutError is an OSError too, but must propagate
-            raise self._lost(e) from None
+        raw = self._next_message(deadline)
+        fast = wire.variant_reply(raw)
+        if fast is not None:  # a method return holding one basic value: no Message needed
+            serial, body = fast
+            if serial in self._waiting:
+                self._replies[serial] = body
+            return
+        msg = Message.from_buffer(raw)
         serial = msg.header.fields.get(HeaderFields.reply_serial)
         if serial in self._waiting:
             self._replies[serial] = msg
@@ -168,8 +181,32 @@ class Bus:
             if any(rule.matches(msg) for rule in self._rules):
                 self._signals.append(msg)
 
+    def _next_message(self, deadline: float) -> bytes:
+        """The bytes of the next whole message; reads the socket until one is in."""
+        while (end := wire.message_end(self._buf, self._pos)) is None:
+            del self._buf[: self._pos]  # once per read, not once per message
+            self._pos = 0
+            self._read(deadline)
+        raw = bytes(self._buf[self._pos : end])
+        self._pos = end
+        return raw
 
-def _unwrap(msg: Message) -> Reply:
+    def _read(self, deadline: float) -> None:
+        # TimeoutError must reach the caller as such; a lost connection becomes a FleetError.
+        if not self._poll.poll(math.ceil(max(deadline - time.monotonic(), 0.0) * 1000)):
+            raise TimeoutError
+        try:
+            data = self._conn.sock.recv(65536)
+        except OSError as e:
+            raise self._lost(e) from None
+        if not data:
+            raise self._lost(ConnectionResetError(errno.ECONNRESET, "closed by the other end"))
+        self._buf += data
+
+
+def _unwrap(msg: Message | tuple[Any, ...]) -> Reply:
+    if isinstance(msg, tuple):
+        return msg
     if msg.header.message_type is MessageType.error:
         name = msg.header.fields.get(HeaderFields.error_name, "")
         args = msg.body
@@ -177,62 +214,3 @@ def _unwrap(msg: Message) -> Reply:
         return DBusError(name, text)
     body: tuple[Any, ...] = msg.body
     return body
-
-
-class StringCall:
-    """A method call whose arguments are all strings, encoded once by hand.
-
-    jeepney's generic serialiser costs ~40 µs a message, the larger half of reading 800
-    properties for `fleetctl status`; this costs a few µs. jeepney's `send` only needs
-    `.serialise(serial=, fds=)` from a message. Little-endian D-Bus wire format, header
-    fields in jeepney's order, so tests can compare the bytes with jeepney's.
-    """
-
-    __slots__ = ("_head", "_tail")
-
-    def __init__(
-        self,
-        destination: str,
-        path: str,
-        interface: str,
-        member: str,
-        args: Sequence[str] = (),
-        no_reply: bool = False,
-    ) -> None:
-        head = bytearray(16)  # fixed part, filled in below
-        fields = [(1, "o", path), (2, "s", interface), (3, "s", member), (6, "s", destination)]
-        if args:
-            fields.append((8, "g", "s" * len(args)))
-        for code, sig, value in fields:  # a(yv): each struct starts on 8
-            _pad(head, 8)
-            head.append(code)
-            _put_signature(head, sig)
-            (_put_signature if sig == "g" else _put_string)(head, value)
-        fields_len = len(head) - 16
-        _pad(head, 8)  # the body starts on 8, so its own alignment can count from 0
-        body = bytearray()
-        for arg in args:
-            _put_string(body, arg)
-        flags = 1 if no_reply else 0  # NO_REPLY_EXPECTED
-        struct.pack_into("<cBBBII", head, 0, b"l", 1, flags, 1, len(body), 0)
-        struct.pack_into("<I", head, 12, fields_len)
-        self._head = bytes(head[:8])
-        self._tail = bytes(head[12:]) + bytes(body)
-
-    def serialise(self, serial: int, fds: object = None) -> bytes:
-        return self._head + struct.pack("<I", serial) + self._tail
-
-
-def _pad(buf: bytearray, align: int) -> None:
-    buf.extend(b"\0" * (-len(buf) % align))
-
-
-def _put_string(buf: bytearray, value: str) -> None:  # also object paths
-    data = value.encode()
-    _pad(buf, 4)
-    buf.extend(struct.pack("<I", len(data)) + data + b"\0")
-
-
-def _put_signature(buf: bytearray, value: str) -> None:
-    data = value.encode()
-    buf.extend(bytes([len(data)]) + data + b"\0")

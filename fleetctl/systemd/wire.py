@@ -1,0 +1,156 @@
+"""The D-Bus wire format for the two message shapes `fleetctl status` sends and reads by the
+hundred: method calls whose arguments are all strings, and `Properties.Get` replies (one variant
+holding one basic value). Everything else goes through jeepney.
+
+Why by hand: at 200 agents `status` reads 1,200 properties. jeepney's generic serialiser costs
+~40 µs a call and its generic parser ~45 µs a reply, in pure Python; these cost a few µs each
+(bench/pm2_compare.py, docs/benchmarks.md). Both are checked against jeepney byte for byte and
+value for value in tests/test_wire.py, with generated messages.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+_METHOD_RETURN = 2
+_REPLY_SERIAL, _SIGNATURE = 5, 8  # header field codes
+
+# Basic types a variant may hold, decoded here: struct format and alignment.
+_FIXED: dict[bytes, tuple[struct.Struct, int]] = {
+    b"y": (struct.Struct("<B"), 1),
+    b"n": (struct.Struct("<h"), 2),
+    b"q": (struct.Struct("<H"), 2),
+    b"i": (struct.Struct("<i"), 4),
+    b"u": (struct.Struct("<I"), 4),
+    b"x": (struct.Struct("<q"), 8),
+    b"t": (struct.Struct("<Q"), 8),
+    b"d": (struct.Struct("<d"), 8),
+}
+_U32 = struct.Struct("<I")
+
+
+def message_end(buf: bytes | bytearray, start: int) -> int | None:
+    """Where the message starting at `start` ends, or None while its bytes are not all in.
+
+    The first 16 bytes fix the size: body length at 4, header-field array length at 12, in the
+    message's own byte order; the fields are padded to 8 before the body."""
+    if len(buf) - start < 16:
+        return None
+    order = "<" if buf[start] == 0x6C else ">"  # 'l' little-endian, else 'B'
+    body_len, _serial, fields_len = struct.unpack_from(order + "III", buf, start + 4)
+    end = start + 16 + fields_len + (-fields_len % 8) + body_len
+    return end if len(buf) >= end else None
+
+
+def variant_reply(raw: bytes) -> tuple[int, tuple[tuple[str, Any]]] | None:
+    """(reply serial, body) of a little-endian method return whose body is one variant of a
+    basic type, as jeepney would give them; None for any other message (let jeepney parse it)."""
+    if raw[0] != 0x6C or raw[1] != _METHOD_RETURN or raw[3] != 1:
+        return None
+    fields_len = _U32.unpack_from(raw, 12)[0]
+    pos, end = 16, 16 + fields_len
+    reply_serial = signature = None
+    while pos < end:  # a(yv): each field a struct aligned to 8
+        pos += -pos % 8
+        code, n = raw[pos], raw[pos + 1]
+        sig = raw[pos + 2 : pos + 2 + n]
+        pos += 3 + n
+        if sig == b"u":
+            pos += -pos % 4
+            if code == _REPLY_SERIAL:
+                reply_serial = _U32.unpack_from(raw, pos)[0]
+            pos += 4
+        elif sig == b"s" or sig == b"o":
+            pos += -pos % 4
+            pos += 5 + _U32.unpack_from(raw, pos)[0]
+        elif sig == b"g":
+            if code == _SIGNATURE:
+                signature = raw[pos + 1 : pos + 1 + raw[pos]]
+            pos += raw[pos] + 2
+        else:
+            return None
+    if signature != b"v" or reply_serial is None:
+        return None
+    pos = end + (-end % 8)  # the body starts on 8, so absolute and body alignment agree
+    n = raw[pos]
+    inner = raw[pos + 1 : pos + 1 + n]
+    pos += n + 2
+    if inner in _FIXED:
+        fmt, align = _FIXED[inner]
+        pos += -pos % align
+        value: Any = fmt.unpack_from(raw, pos)[0]
+    elif inner == b"b":
+        pos += -pos % 4
+        value = _U32.unpack_from(raw, pos)[0]
+        if value > 1:
+            return None  # not a valid boolean: jeepney's verdict, not ours
+        value = bool(value)
+    elif inner == b"s" or inner == b"o":
+        pos += -pos % 4
+        length = _U32.unpack_from(raw, pos)[0]
+        try:
+            value = raw[pos + 4 : pos + 4 + length].decode()
+        except UnicodeDecodeError:
+            return None  # jeepney says what is wrong with it
+    else:
+        return None
+    return reply_serial, ((inner.decode(), value),)
+
+
+class StringCall:
+    """A method call whose arguments are all strings, encoded once by hand.
+
+    jeepney's `send` only needs `.serialise(serial=, fds=)` from a message. Little-endian, header
+    fields in jeepney's order, so tests can compare the bytes with jeepney's.
+    """
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(
+        self,
+        destination: str,
+        path: str,
+        interface: str,
+        member: str,
+        args: Sequence[str] = (),
+        no_reply: bool = False,
+    ) -> None:
+        head = bytearray(16)  # fixed part, filled in below
+        fields = [(1, "o", path), (2, "s", interface), (3, "s", member), (6, "s", destination)]
+        if args:
+            fields.append((8, "g", "s" * len(args)))
+        for code, sig, value in fields:  # a(yv): each struct starts on 8
+            _pad(head, 8)
+            head.append(code)
+            _put_signature(head, sig)
+            (_put_signature if sig == "g" else _put_string)(head, value)
+        fields_len = len(head) - 16
+        _pad(head, 8)  # the body starts on 8, so its own alignment can count from 0
+        body = bytearray()
+        for arg in args:
+            _put_string(body, arg)
+        flags = 1 if no_reply else 0  # NO_REPLY_EXPECTED
+        struct.pack_into("<cBBBII", head, 0, b"l", 1, flags, 1, len(body), 0)
+        struct.pack_into("<I", head, 12, fields_len)
+        self._head = bytes(head[:8])
+        self._tail = bytes(head[12:]) + bytes(body)
+
+    def serialise(self, serial: int, fds: object = None) -> bytes:
+        return self._head + struct.pack("<I", serial) + self._tail
+
+
+def _pad(buf: bytearray, align: int) -> None:
+    buf.extend(b"\0" * (-len(buf) % align))
+
+
+def _put_string(buf: bytearray, value: str) -> None:  # also object paths
+    data = value.encode()
+    _pad(buf, 4)
+    buf.extend(struct.pack("<I", len(data)) + data + b"\0")
+
+
+def _put_signature(buf: bytearray, value: str) -> None:
+    data = value.encode()
+    buf.extend(bytes([len(data)]) + data + b"\0")
