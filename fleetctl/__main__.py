@@ -1,3 +1,3 @@
-from fleetctl.cli import main
+from fleetctl.cli.entry import main
 
 main()

@@ -1,9 +1,9 @@
-"""What every command shares: the group, error handling, JSON output, the profiles option."""
+"""What every click command shares: the group, error handling, the profiles option (and, from
+`plain`, JSON output and the profiles folder)."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys
@@ -15,19 +15,16 @@ from typing import Any, TypeVar
 import click
 
 from fleetctl import __version__
-from fleetctl.common.errors import FleetError
+from fleetctl.cli.plain import EXIT_INTERNAL, emit_json, fail, resolve_profiles
+
+__all__ = ["EXIT_INTERNAL", "emit_json", "handle_errors", "main", "profiles_option", "resolve_profiles"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug or an unforeseen condition, not the user's input
-
-
 def handle_errors(fn: F) -> F:
-    """Turn any error into one clean line and an exit code; tracebacks only with --debug.
-
-    FleetError carries its own message and code; an OSError names the file and the reason; any
-    other exception is a fleetctl bug, said so in one line (exit 70) with the way to see more."""
+    """Turn any error into one clean line and an exit code (plain.fail); tracebacks only with
+    --debug (a closed pipe and Ctrl-C are not bugs: no traceback for those)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,40 +33,14 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
-        except FleetError as e:
-            if debug:
-                raise
-            click.echo(f"fleetctl: {e}", err=True)
-            sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("fleetctl: interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            # `fleetctl status | head`: the reader has all it wanted. Quietly, as a shell tool
-            # does; stdout goes to /dev/null so the interpreter's last flush cannot fail again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a command killed by it
-        except OSError as e:
-            if debug:
-                raise
-            where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
-            click.echo(f"fleetctl: {where + ': ' if where else ''}{e.strerror or e}", err=True)
-            sys.exit(1)
+        except (KeyboardInterrupt, BrokenPipeError) as e:
+            fail(e)
         except Exception as e:
             if debug:
                 raise
-            click.echo(
-                f"fleetctl: internal error: {type(e).__name__}: {e} (run again with --debug for the "
-                "traceback, and report it)",
-                err=True,
-            )
-            sys.exit(EXIT_INTERNAL)
+            fail(e)
 
     return wrapper  # type: ignore[return-value]
-
-
-def emit_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2, sort_keys=True))
 
 
 # Command -> the module that defines it. Only the module of the command being run is imported:
@@ -140,17 +111,3 @@ def known_agent(agent: str, profiles_dir: Path | None) -> None:
     from fleetctl.fleet.profiles import load_fleet
 
     load_fleet(resolve_profiles(profiles_dir)).get(agent)
-
-
-def resolve_profiles(profiles_dir: Path | None) -> Path:
-    """--profiles, else the fleet fleetctl acts on by default; a note on stderr when a
-    ./profiles folder here is not that fleet, so nobody acts on one fleet believing it the other."""
-    from fleetctl.lifecycle.manifest import default_profiles_dir, shadowed_profiles_note
-
-    if profiles_dir is not None:
-        return profiles_dir
-    chosen = default_profiles_dir()
-    note = shadowed_profiles_note(chosen)
-    if note:
-        click.echo(f"fleetctl: {note}", err=True)
-    return chosen

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from fleetctl.cli.common import (
-    emit_json,
     handle_errors,
     main,
     profiles_option,
@@ -158,31 +157,9 @@ def uninstall(purge: bool) -> None:
 @handle_errors
 def status(profiles_dir: Path | None, as_json: bool) -> None:
     """One row per agent: state, PID, port, health, restarts, uptime, memory."""
-    from fleetctl.fleet.profiles import load_fleet
-    from fleetctl.lifecycle import status as st
-    from fleetctl.oversight import staleness, staleness_lines
-    from fleetctl.systemd.manager import SystemdManager
+    from fleetctl.cli.status import show
 
-    fleet = load_fleet(resolve_profiles(profiles_dir))
-    with SystemdManager(private=True) as mgr:
-        rows = st.collect(fleet, mgr)
-    if rows and all(r.load_state == "not-found" for r in rows):
-        # Like `systemctl status` of a unit that does not exist: say so and fail (exit 4).
-        raise FleetError(
-            f"no agent of the fleet in {fleet.directory} is installed; "
-            f"run `fleetctl install {fleet.directory}`",
-            exit_code=4,
-        )
-    jobs = staleness(fleet)  # a human reading status must see when the monitors stopped
-    if as_json:
-        emit_json(st.as_json(rows, {"jobs": jobs}))
-    else:
-        for line in st.table(rows):
-            click.echo(line)
-        for line in st.isolation_lines(rows):
-            click.echo(line)
-        for line in staleness_lines(jobs):
-            click.echo(line)
+    show(profiles_dir, as_json)
 
 
 def _control(verb: str, agents: tuple[str, ...], all_: bool, profiles_dir: Path | None) -> None:

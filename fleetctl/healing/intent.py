@@ -14,7 +14,6 @@ Readers (`fleetctl incidents`, metrics) skip intent records that were completed.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,4 +52,6 @@ def record(agent: str, it: Intent) -> dict[str, Any]:
 
 
 def new(action: str, run: str, symptom: str) -> Intent:
+    import uuid  # here: `status` reads intents and never makes one
+
     return Intent(uuid.uuid4().hex[:12], action, time.time(), run, symptom)

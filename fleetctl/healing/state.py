@@ -8,7 +8,6 @@ runs are separate processes, so monotonic clocks mean nothing across them.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +17,6 @@ from fleetctl.common import paths
 from fleetctl.common.atomic import write_atomic
 from fleetctl.common.errors import FleetError
 from fleetctl.healing.intent import Intent
-
-log = logging.getLogger(__name__)
 
 STATE_FILE = "watchdog-state.json"
 VERSION = 1
@@ -126,7 +123,9 @@ def load(path: Path | None = None) -> tuple[WatchdogState, str | None]:
         except OSError:
             pass
         problem = f"{e}; moved to {aside}, starting with an empty state (holds and restart history lost)"
-        log.error("%s", problem)
+        import logging  # here: `status` reads the state and logs nothing
+
+        logging.getLogger(__name__).error("%s", problem)
         return WatchdogState(), problem
 
 
