@@ -9,10 +9,13 @@ all as the bed's normal user. PM2 comes from the npm registry into a private pre
 (`npm install --prefix DIR pm2@latest`, on the host network, before the bed starts) and runs
 with a private PM2_HOME; its daemon is killed at the end. Without `npm`, PM2 is left out.
 
-fleetctl's .pyc files are compiled first, as an installed package has them.
-Each round runs every command once, in a shuffled order, so load drifts hit all of them alike.
-Wall time of whole commands, interpreter start-up included; median and p90. Also prints the
-idle CPU of the fleetctl agents (user + system time over --idle-seconds, per agent).
+fleetctl runs as a user installs it (install.sh): `pip install` of this checkout into a fresh
+venv, so the interpreter starts without this machine's site hooks (an editable install's import
+finder, a CA-bundle .pth) and with the package's .pyc files; the agents of both managers run
+that venv's Python. Each round runs every command once, in a shuffled order, so load drifts
+hit all of them alike. Wall time of whole commands, interpreter start-up included; median and
+p90. Also prints the idle CPU of the fleetctl agents (user + system time over --idle-seconds,
+per agent).
 """
 
 from __future__ import annotations
@@ -107,6 +110,15 @@ def install_pm2(prefix: Path) -> Path | None:
     return prefix / "node_modules" / ".bin" / "pm2"
 
 
+def install_venv(venv: Path) -> str:
+    """This checkout pip-installed into a new venv, as install.sh does; its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, str(REPO)], check=True, timeout=900)
+    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)  # the bed's user runs it
+    return str(venv / "bin" / "python")
+
+
 def pm2_version(pm2: Path) -> str:
     pkg = pm2.parent.parent / "pm2" / "package.json"
     return str(json.loads(pkg.read_text())["version"])
@@ -129,16 +141,13 @@ def main() -> int:
     os.chmod(work, 0o755)
     pm2 = None if args.no_pm2 else install_pm2(work / "pm2")
     version = pm2_version(pm2) if pm2 is not None else ""
-    py = sys.executable
-    # The bed's user cannot write __pycache__ in a root-owned checkout, so without this every
-    # run would compile fleetctl from source (~70 ms). An installed package ships its .pyc files.
-    compileall = [py, "-m", "compileall", "-q", str(REPO / "fleetctl")]
-    subprocess.run(compileall, check=True, stdout=subprocess.DEVNULL)
+    py = install_venv(work / "venv")
+    fleetctl = str(Path(py).parent / "fleetctl")
     m = UserManager()
     results: list[tuple[int, dict[str, dict[str, float]], tuple[int, float]]] = []
     try:
         m.start()
-        env = m.ns_env(FLEETCTL_QUIET_ROOT="1", PYTHONPATH=str(REPO))
+        env = m.ns_env(FLEETCTL_QUIET_ROOT="1")
         pm2_home = m.home / ".pm2-bench"
         env_pm2 = {**env, "PM2_HOME": str(pm2_home)}
         for n in args.agents:
@@ -151,11 +160,11 @@ def main() -> int:
             for i in range(n):
                 (profiles / f"agent{i:03d}.toml").write_text(f"port = {free_port()}\n")
             m.give(profiles)
-            r = m.run([py, "-m", "fleetctl", "install", str(profiles)], env=env, timeout=1200)
+            r = m.run([fleetctl, "install", str(profiles)], env=env, timeout=1200)
             if r.returncode != 0:
                 print(r.stdout, r.stderr, file=sys.stderr)
                 return 1
-            status = [py, "-m", "fleetctl", "status", "--json", "--profiles", str(profiles)]
+            status = [fleetctl, "status", "--json", "--profiles", str(profiles)]
             cmds = {
                 "fleetctl status --json": status,
                 "systemctl --user list-units 'fleet-*'": ["systemctl", "--user", "list-units", "fleet-*"],
@@ -164,7 +173,6 @@ def main() -> int:
             }
             if pm2 is not None:
                 ports = [free_port() for _ in range(n)]
-                pypath = {"PYTHONPATH": str(REPO)}
                 apps = [
                     {
                         "name": f"pm2agent{i:03d}",
@@ -172,7 +180,7 @@ def main() -> int:
                         "args": ["-m", "fleetctl.demo_agent"],
                         "interpreter": "none",
                         "autorestart": True,
-                        "env": {"FLEET_PORT": str(p), "FLEET_AGENT": f"pm2agent{i:03d}", **pypath},
+                        "env": {"FLEET_PORT": str(p), "FLEET_AGENT": f"pm2agent{i:03d}"},
                     }
                     for i, p in enumerate(ports)
                 ]
@@ -200,7 +208,7 @@ def main() -> int:
             results.append((n, json.loads(r.stdout), (int(count), float(ms))))
             if pm2 is not None:
                 m.run([str(pm2), "delete", "all"], env=env_pm2, timeout=600)
-            m.run([py, "-m", "fleetctl", "uninstall", "--purge"], env=env, timeout=600)
+            m.run([fleetctl, "uninstall", "--purge"], env=env, timeout=600)
         if pm2 is not None:
             m.run([str(pm2), "kill"], env=env_pm2, timeout=120)
         cores = m.run(["nproc"]).stdout.strip()

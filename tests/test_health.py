@@ -188,3 +188,37 @@ def test_demo_agent_answers_a_burst_of_probes(agents: Callable[..., DemoAgent]) 
     a = agents().start().wait_ready()
     results = probe_many([(i, a.url("/health"), 0.9, 200) for i in range(40)])
     assert all(r.ok for r in results.values()), [r for r in results.values() if not r.ok]
+
+
+class _SlowHandler(_StatusHandler):
+    def do_GET(self) -> None:
+        time.sleep(0.2)
+        super().do_GET()
+
+
+def test_latency_is_when_the_answer_arrived_not_when_it_was_read() -> None:
+    # status collects the answers after reading systemd; the kernel's receive timestamp keeps
+    # the latency the agent's, not the time status took to get round to it.
+    from fleetctl.probes.health import Probes
+
+    srv = _Server(("127.0.0.1", 0), _SlowHandler)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        probes = Probes([("slow", f"http://127.0.0.1:{srv.server_address[1]}/", 3.0, 200)])
+        time.sleep(0.8)  # other work; the answer is in by now
+        (r,) = probes.results().values()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert r.ok and r.latency_ms is not None
+    assert 190 <= r.latency_ms < 700, r.latency_ms
+
+
+def test_results_not_wanted_are_not_waited_for(server: str, hung: Callable[[], str]) -> None:
+    from fleetctl.probes.health import Probes
+
+    probes = Probes([("up", server + "/", 5.0, 200), ("hung", hung(), 5.0, 200)])
+    t0 = time.monotonic()
+    got = probes.results(wanted={"up"})
+    assert time.monotonic() - t0 < 2.5  # not the hung one's 5 s
+    assert list(got) == ["up"] and got["up"].ok

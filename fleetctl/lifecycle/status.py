@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -14,6 +13,7 @@ from fleetctl.lifecycle.readiness import READY_STATUS, health_url, ready_url
 from fleetctl.systemd.manager import SystemdManager
 
 JSON_VERSION = 1
+_PROBED = ("active", "reloading", "activating")  # states whose health status shows
 
 
 @dataclass(frozen=True)
@@ -56,41 +56,24 @@ def _holds() -> dict[str, tuple[float, str]]:
 
 def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
     from fleetctl.lifecycle.isolation import isolation_off
-    from fleetctl.probes.health import HealthResult, probe_many
+    from fleetctl.probes.health import Probes
 
-    by_unit = {paths.unit_name(p.name): p for p in fleet.profiles}
-    probed: dict[tuple[str, str], HealthResult] = {}
-    probing: list[threading.Thread] = []
-
-    def start_probes(active: dict[str, str]) -> None:
-        # Only the active state decides what to probe, and ListUnitsByPatterns has it: the probes
-        # (the agents' work) run while this thread reads the other properties (the manager's).
-        running = [p for n, p in by_unit.items() if active.get(n) in ("active", "reloading", "activating")]
-        targets: list[tuple[tuple[str, str], str, float, int]] = [
-            ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status) for p in running
-        ]
-        targets += [
-            ((p.name, "ready"), url, p.health.timeout, READY_STATUS)
-            for p in running
-            if (url := ready_url(p)) is not None
-        ]
-        if targets:
-            t = threading.Thread(target=probe, args=(targets,), daemon=True)
-            t.start()
-            probing.append(t)
-
-    def probe(targets: list[tuple[tuple[str, str], str, float, int]]) -> None:
-        try:
-            probed.update(probe_many(targets))
-        except BaseException as e:  # re-raised in the caller's thread, below
-            failed.append(e)
-
-    failed: list[BaseException] = []
-    units = mgr.statuses(list(by_unit), listed=start_probes)
-    for t in probing:
-        t.join()
-    if failed:
-        raise failed[0]
+    # Every agent is probed before systemd is asked which ones run: the agents answer while
+    # their units' state is read, in this one thread. Answers for units that turn out not to
+    # be active are dropped (a stopped agent's port refuses at once, so that costs nothing).
+    targets: list[tuple[tuple[str, str], str, float, int]] = [
+        ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status)
+        for p in fleet.profiles
+    ]
+    targets += [
+        ((p.name, "ready"), url, p.health.timeout, READY_STATUS)
+        for p in fleet.profiles
+        if (url := ready_url(p)) is not None
+    ]
+    probes = Probes(targets)
+    units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
+    running = {p.name for p in fleet.profiles if units[paths.unit_name(p.name)].active_state in _PROBED}
+    probed = probes.results(wanted={key for key, *_ in targets if key[0] in running})
     health = {name: r for (name, kind), r in probed.items() if kind == "health"}
     ready = {name: r for (name, kind), r in probed.items() if kind == "ready"}
     today = _cost_today(fleet)

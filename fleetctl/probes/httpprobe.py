@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import selectors
 import socket
+import struct
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Container, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 K = TypeVar("K", bound=Hashable)
+
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the value when Python lacks the name
+_TIMESPEC = struct.Struct("@qq")  # struct timespec: tv_sec, tv_nsec (64-bit Linux)
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 @dataclass
@@ -26,7 +31,9 @@ class _Probe:
     request: bytes
     deadline: float
     started: float
+    sent_ns: int  # wall clock, as the kernel's receive timestamps are
     sent: int = 0
+    arrived_ns: int | None = None
     buf: bytes = b""
     done: bool = False
 
@@ -45,26 +52,40 @@ def get_status_many(
     targets: Sequence[tuple[K, str, float]],
 ) -> dict[K, tuple[int | None, float | None, str | None]]:
     """(key, url, timeout) → key: (status, latency_ms, error). Wall time ≈ the largest timeout."""
-    sel = selectors.DefaultSelector()
-    out: dict[K, tuple[int | None, float | None, str | None]] = {}
-    now = time.monotonic()
-    for key, url, timeout in targets:
+    return Batch(targets).finish()
+
+
+class Batch(Generic[K]):
+    """Probes sent now, answers collected by `finish()`: the caller can do other work in
+    between (status reads the units' state from systemd while the agents answer), in one
+    thread. Latency is the kernel's arrival time of the answer (SO_TIMESTAMPNS), so a late
+    `finish()` does not inflate it."""
+
+    def __init__(self, targets: Sequence[tuple[K, str, float]]) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.out: dict[K, tuple[int | None, float | None, str | None]] = {}
+        for key, url, timeout in targets:
+            self._start(key, url, timeout)
+
+    def _start(self, key: K, url: str, timeout: float) -> None:
+        now = time.monotonic()
         try:
             host, port, path = parse_url(url)
             sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         except (ValueError, OSError) as e:
-            out[key] = (None, None, str(e)[:120])
-            continue
+            self.out[key] = (None, None, str(e)[:120])
+            return
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         req = (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: fleetctl\r\nConnection: close\r\n\r\n"
         )
-        probe = _Probe(key, sock, req.encode(), now + timeout, now)
+        probe = _Probe(key, sock, req.encode(), now + timeout, now, time.time_ns())
         err = sock.connect_ex((host, port))
         if err not in (0, 115, 36):  # 0, EINPROGRESS (Linux), EINPROGRESS (BSD)
-            out[key] = (None, None, _errno_text(err))
+            self.out[key] = (None, None, _errno_text(err))
             sock.close()
-            continue
+            return
         # On loopback the handshake is done by the time connect returns (EINPROGRESS or not):
         # send now and wait only for the answer, one event per probe instead of two.
         try:
@@ -72,18 +93,28 @@ def get_status_many(
         except (BlockingIOError, InterruptedError):
             pass  # not connected yet: the loop sends once the socket is writable
         except OSError as e:
-            out[key] = (None, None, _errno_text(e.errno or 0))
+            self.out[key] = (None, None, _errno_text(e.errno or 0))
             sock.close()
-            continue
+            return
         done = probe.sent == len(probe.request)
-        sel.register(sock, selectors.EVENT_READ if done else selectors.EVENT_WRITE, probe)
-    try:
-        _loop(sel, out)
-    finally:
-        for key_obj in list(sel.get_map().values()):
-            key_obj.fileobj.close()  # type: ignore[union-attr]
-        sel.close()
-    return out
+        self.sel.register(sock, selectors.EVENT_READ if done else selectors.EVENT_WRITE, probe)
+
+    def finish(
+        self, wanted: Container[K] | None = None
+    ) -> dict[K, tuple[int | None, float | None, str | None]]:
+        """The answers; with `wanted`, only those keys' (the others are not waited for)."""
+        try:
+            if wanted is not None:
+                for key_obj in list(self.sel.get_map().values()):
+                    if key_obj.data.key not in wanted:
+                        _drop(self.sel, key_obj.data)
+                self.out = {k: v for k, v in self.out.items() if k in wanted}
+            _loop(self.sel, self.out)
+        finally:
+            for key_obj in list(self.sel.get_map().values()):
+                key_obj.fileobj.close()  # type: ignore[union-attr]
+            self.sel.close()
+        return self.out
 
 
 def _loop(sel: selectors.BaseSelector, out: dict) -> None:  # type: ignore[type-arg]
@@ -114,7 +145,9 @@ def _loop(sel: selectors.BaseSelector, out: dict) -> None:  # type: ignore[type-
                     if p.sent == len(p.request):
                         sel.modify(p.sock, selectors.EVENT_READ, p)
                 else:
-                    chunk = p.sock.recv(4096)
+                    chunk, anc, _flags, _addr = p.sock.recvmsg(4096, _ANCILLARY)
+                    if p.arrived_ns is None:
+                        p.arrived_ns = _arrival(anc)
                     p.buf += chunk
                     if b"\r\n" in p.buf or not chunk:
                         out[p.key] = _status(p)
@@ -124,8 +157,17 @@ def _loop(sel: selectors.BaseSelector, out: dict) -> None:  # type: ignore[type-
                 _drop(sel, p)
 
 
+def _arrival(anc: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return int(sec * 1_000_000_000 + nsec)
+    return None
+
+
 def _status(p: _Probe) -> tuple[int | None, float | None, str | None]:
-    latency = round((time.monotonic() - p.started) * 1000, 2)
+    arrived = p.arrived_ns if p.arrived_ns is not None else time.time_ns()
+    latency = round(max(arrived - p.sent_ns, 0) / 1e6, 2)
     line = p.buf.split(b"\r\n", 1)[0].decode("latin-1")
     parts = line.split(" ", 2)
     if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():

@@ -8,7 +8,7 @@ import os
 import pwd
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,19 +254,13 @@ class SystemdManager:
             # no reply wanted (and none for names whose RefUnit failed).
             self._bus.send_no_reply([_manager_call("UnrefUnit", n, no_reply=True) for n in wanted])
 
-    def statuses(
-        self, names: Iterable[str], listed: Callable[[dict[str, str]], None] | None = None
-    ) -> dict[str, UnitStatus]:
+    def statuses(self, names: Iterable[str]) -> dict[str, UnitStatus]:
         """What `status` shows, for many services, in as few calls as systemd allows.
 
         One ListUnitsByPatterns gives every loaded unit's load, active and sub state and its
         object path; then six pipelined Gets per unit. A unit systemd does not have loaded is
         inactive with nothing to show (a stopped unit is garbage-collected, a failed one is not):
-        LoadUnit and its three states say whether its file exists, everything else is zero.
-
-        `listed`, if given, is called with each loaded unit's active state as soon as the first
-        reply is in, before the Gets: the caller can start work that needs only that (status
-        starts its health probes) while the replies are read."""
+        LoadUnit and its three states say whether its file exists, everything else is zero."""
         wanted = list(dict.fromkeys(names))
         if not wanted or not all(n.endswith(".service") for n in wanted):
             raise FleetError("statuses: services only")
@@ -274,8 +268,6 @@ class SystemdManager:
         (units,) = self._call("ListUnitsByPatterns", "asas", ([], wanted))
         asked = set(wanted)
         loaded = {u[0]: (u[2], u[3], u[4], u[6]) for u in units if u[0] in asked}
-        if listed is not None:
-            listed({n: v[1] for n, v in loaded.items()})
         msgs = [
             StringCall(SYSTEMD, loaded[n][3], PROPERTIES_IFACE, "Get", (iface, prop))
             for n in wanted
