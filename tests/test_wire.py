@@ -157,3 +157,26 @@ def test_message_type_of_a_signal_is_not_taken_for_a_reply() -> None:
     raw = new_signal(ADDR, "Tick", "u", (1,)).serialise(serial=1)
     assert _jeepney(raw).header.message_type is MessageType.signal
     assert wire.variant_reply(raw) is None
+
+
+paths = st.lists(st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True), min_size=0, max_size=4).map(
+    lambda parts: "/" + "/".join(parts)
+)
+
+
+@given(paths, st.lists(names, max_size=4), st.booleans(), st.integers(1, 2**32 - 1))
+def test_string_calls_are_byte_identical_to_jeepney(
+    path: str, args: list[str], no_reply: bool, serial: int
+) -> None:
+    # Header fields and bodies are encoded once and reused: any path length (so any padding
+    # before the reused fields) must still give jeepney's bytes.
+    from jeepney.low_level import MessageFlag
+
+    address = DBusAddress(
+        path, bus_name="org.freedesktop.systemd1", interface="org.freedesktop.DBus.Properties"
+    )
+    msg = new_method_call(address, "Get", "s" * len(args) if args else None, tuple(args))
+    if no_reply:
+        msg.header.flags = MessageFlag.no_reply_expected
+    mine = wire.StringCall(address.bus_name, path, address.interface, "Get", args, no_reply=no_reply)
+    assert mine.serialise(serial=serial) == msg.serialise(serial=serial)
