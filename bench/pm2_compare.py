@@ -9,13 +9,13 @@ all as the bed's normal user. PM2 comes from the npm registry into a private pre
 (`npm install --prefix DIR pm2@latest`, on the host network, before the bed starts) and runs
 with a private PM2_HOME; its daemon is killed at the end. Without `npm`, PM2 is left out.
 
-fleetctl runs as a user installs it (install.sh): `pip install` of this checkout into a fresh
-venv, so the interpreter starts without this machine's site hooks (an editable install's import
-finder, a CA-bundle .pth) and with the package's .pyc files; the agents of both managers run
-that venv's Python. Each round runs every command once, in a shuffled order, so load drifts
-hit all of them alike. Wall time of whole commands, interpreter start-up included; median and
-p90. Also prints the idle CPU of the fleetctl agents (user + system time over --idle-seconds,
-per agent).
+fleetctl runs as the quickstart installs it: the bed's user runs ./install.sh in a copy of this
+checkout (a fresh venv in ~/.local/share/fleetctl, the system's python3), so the interpreter
+starts without this machine's site hooks (an editable install's import finder, a CA-bundle .pth)
+and with the package's .pyc files; the agents of both managers run that venv's Python. Each
+round runs every command once, in a shuffled order, so load drifts hit all of them alike. Wall
+time of whole commands, interpreter start-up included; median and p90. Also prints the idle CPU
+of the fleetctl agents (user + system time over --idle-seconds, per agent).
 """
 
 from __future__ import annotations
@@ -110,13 +110,26 @@ def install_pm2(prefix: Path) -> Path | None:
     return prefix / "node_modules" / ".bin" / "pm2"
 
 
-def install_venv(venv: Path) -> str:
-    """This checkout pip-installed into a new venv, as install.sh does; its python."""
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(REPO)], check=True, timeout=900)
-    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)  # the bed's user runs it
-    return str(venv / "bin" / "python")
+def install_as_user(m: UserManager) -> str:
+    """This checkout installed by the bed's user with ./install.sh, as the quickstart does (a
+    venv in ~/.local/share/fleetctl, the system's python3); that venv's python."""
+    files = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    checkout = m.home / "src" / "fleetctl"
+    for rel in files:
+        if (REPO / rel).is_file():
+            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, checkout / rel)
+    m.give(m.home / "src")
+    env = m.ns_env(PATH="/usr/bin:/bin")
+    r = m.run(["sh", "./install.sh"], env=env, cwd=checkout, timeout=900)
+    if r.returncode != 0:
+        raise SystemExit(f"install.sh failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    return str(m.home / ".local/share/fleetctl/venv/bin/python")
 
 
 def pm2_version(pm2: Path) -> str:
@@ -141,12 +154,12 @@ def main() -> int:
     os.chmod(work, 0o755)
     pm2 = None if args.no_pm2 else install_pm2(work / "pm2")
     version = pm2_version(pm2) if pm2 is not None else ""
-    py = install_venv(work / "venv")
-    fleetctl = str(Path(py).parent / "fleetctl")
     m = UserManager()
     results: list[tuple[int, dict[str, dict[str, float]], tuple[int, float]]] = []
     try:
         m.start()
+        py = install_as_user(m)
+        fleetctl = str(Path(py).parent / "fleetctl")
         env = m.ns_env(FLEETCTL_QUIET_ROOT="1")
         pm2_home = m.home / ".pm2-bench"
         env_pm2 = {**env, "PM2_HOME": str(pm2_home)}

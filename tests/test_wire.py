@@ -70,7 +70,7 @@ def _jeepney(raw: bytes) -> Message:
 def test_a_variant_reply_reads_as_jeepney_reads_it(serial: int, value: tuple, sender: str, own: int) -> None:
     raw = _reply(serial, "v", (value,), sender).serialise(serial=own)
     theirs = _jeepney(raw)
-    assert wire.variant_reply(raw) == (theirs.header.fields[HeaderFields.reply_serial], theirs.body)
+    assert wire.fast_reply(raw) == (theirs.header.fields[HeaderFields.reply_serial], theirs.body)
     assert wire.message_end(raw, 0) == len(raw)
     assert wire.message_end(raw[:-1], 0) is None
 
@@ -78,20 +78,20 @@ def test_a_variant_reply_reads_as_jeepney_reads_it(serial: int, value: tuple, se
 @given(st.integers(1, 2**32 - 1), other_bodies, names)
 def test_other_replies_are_left_to_jeepney(serial: int, sig_body: tuple, sender: str) -> None:
     raw = _reply(serial, sig_body[0], sig_body[1], sender).serialise(serial=7)
-    assert wire.variant_reply(raw) is None
+    assert wire.fast_reply(raw) is None
     assert wire.message_end(raw, 0) == len(raw)
 
 
 @given(st.integers(1, 2**32 - 1), basic)
 def test_big_endian_and_non_replies_are_left_to_jeepney(serial: int, value: tuple) -> None:
     big = _reply(serial, "v", (value,), ":1.1", big=True).serialise(serial=3)
-    assert wire.variant_reply(big) is None and wire.message_end(big, 0) == len(big)
+    assert wire.fast_reply(big) is None and wire.message_end(big, 0) == len(big)
     sig = new_signal(ADDR, "Changed", "v", (value,)).serialise(serial=4)
-    assert wire.variant_reply(sig) is None
+    assert wire.fast_reply(sig) is None
     call = new_method_call(ADDR, "Get", "ss", ("x", "y"))
     call.header.serial = serial
     err = new_error(call, "org.x.Error", "v", (value,)).serialise(serial=5)
-    assert wire.variant_reply(err) is None
+    assert wire.fast_reply(err) is None
 
 
 # --- the Bus reading a socket ---------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_message_type_of_a_signal_is_not_taken_for_a_reply() -> None:
     # A signal whose serial equals a pending call's serial must not be filed as its reply.
     raw = new_signal(ADDR, "Tick", "u", (1,)).serialise(serial=1)
     assert _jeepney(raw).header.message_type is MessageType.signal
-    assert wire.variant_reply(raw) is None
+    assert wire.fast_reply(raw) is None
 
 
 paths = st.lists(st.from_regex(r"[A-Za-z0-9_]{1,12}", fullmatch=True), min_size=0, max_size=4).map(
@@ -180,3 +180,28 @@ def test_string_calls_are_byte_identical_to_jeepney(
         msg.header.flags = MessageFlag.no_reply_expected
     mine = wire.StringCall(address.bus_name, path, address.interface, "Get", args, no_reply=no_reply)
     assert mine.serialise(serial=serial) == msg.serialise(serial=serial)
+
+
+unit_rows = st.lists(
+    st.tuples(
+        names,
+        names,
+        names,
+        names,
+        names,
+        names,
+        st.sampled_from(["/", "/org/freedesktop/systemd1/unit/fleet_2da_2eservice"]),
+        st.integers(0, 2**32 - 1),
+        names,
+        st.sampled_from(["/", "/org/freedesktop/systemd1/job/42"]),
+    ),
+    max_size=6,
+)
+
+
+@given(st.integers(1, 2**32 - 1), unit_rows, names)
+def test_a_unit_list_reads_as_jeepney_reads_it(serial: int, rows: list[tuple], sender: str) -> None:
+    raw = _reply(serial, "a(ssssssouso)", (rows,), sender).serialise(serial=11)
+    theirs = _jeepney(raw)
+    assert wire.fast_reply(raw) == (serial, theirs.body)
+    assert theirs.body == (rows,)

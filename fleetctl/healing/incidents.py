@@ -8,7 +8,6 @@ reader and the next append starts on a fresh line, so one bad record never hides
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,8 +16,6 @@ from typing import Any
 
 from fleetctl.common import paths
 from fleetctl.common.atomic import fsync_dir
-
-log = logging.getLogger(__name__)
 
 LOG_FILE = "incidents.jsonl"
 MAX_BYTES = 5 * 1024 * 1024
@@ -82,7 +79,9 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 doc = json.loads(raw)
             except ValueError:
-                log.warning("%s:%d: skipping a torn or garbled record", path, n)
+                import logging  # here: `status` imports this module and logs nothing
+
+                logging.getLogger(__name__).warning("%s:%d: skipping a torn or garbled record", path, n)
                 continue
             if isinstance(doc, dict):
                 yield doc

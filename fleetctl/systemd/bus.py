@@ -7,7 +7,7 @@ arrive meanwhile are kept (if they match a rule we subscribed to) instead of bei
 
 jeepney connects and authenticates; once connected, `Bus` reads the socket itself so that the
 replies `status` reads by the hundred (one property each) skip jeepney's generic parser
-(`wire.variant_reply`); every other message is still parsed by jeepney.
+(`wire.fast_reply`); every other message is still parsed by jeepney.
 """
 
 from __future__ import annotations
@@ -167,8 +167,8 @@ class Bus:
     def _pump(self, deadline: float) -> None:
         """Receive one message and file it as a reply or a kept signal; others are dropped."""
         raw = self._next_message(deadline)
-        fast = wire.variant_reply(raw)
-        if fast is not None:  # a method return holding one basic value: no Message needed
+        fast = wire.fast_reply(raw)
+        if fast is not None:  # a shape read by the hundred: no Message needed
             serial, body = fast
             if serial in self._waiting:
                 self._replies[serial] = body

@@ -1,11 +1,11 @@
-"""The D-Bus wire format for the two message shapes `fleetctl status` sends and reads by the
-hundred: method calls whose arguments are all strings, and `Properties.Get` replies (one variant
-holding one basic value). Everything else goes through jeepney.
+"""The D-Bus wire format for the message shapes `fleetctl status` sends and reads by the
+hundred: method calls whose arguments are all strings, `Properties.Get` replies (one variant
+holding one basic value) and the ListUnitsByPatterns reply. Everything else goes through jeepney.
 
 Why by hand: at 200 agents `status` reads 1,200 properties. jeepney's generic serialiser costs
-~40 µs a call and its generic parser ~45 µs a reply, in pure Python; these cost a few µs each
-(bench/pm2_compare.py, docs/benchmarks.md). Both are checked against jeepney byte for byte and
-value for value in tests/test_wire.py, with generated messages.
+~40 µs a call and its generic parser ~45 µs a reply (6 ms for a 200-unit list), in pure Python;
+these cost a few µs each (bench/pm2_compare.py, docs/benchmarks.md). Both are checked against
+jeepney byte for byte and value for value in tests/test_wire.py, with generated messages.
 """
 
 from __future__ import annotations
@@ -45,9 +45,29 @@ def message_end(buf: bytes | bytearray, start: int) -> int | None:
     return end if len(buf) >= end else None
 
 
-def variant_reply(raw: bytes) -> tuple[int, tuple[tuple[str, Any]]] | None:
-    """(reply serial, body) of a little-endian method return whose body is one variant of a
-    basic type, as jeepney would give them; None for any other message (let jeepney parse it)."""
+def fast_reply(raw: bytes) -> tuple[int, tuple[Any, ...]] | None:
+    """(reply serial, body) of a little-endian method return of one of the two shapes read by
+    the hundred (one basic value in a variant, a unit list), as jeepney would give them; None for any
+    other message (let jeepney parse it)."""
+    head = _reply_head(raw)
+    if head is None:
+        return None
+    reply_serial, signature, pos = head
+    body: tuple[Any, ...] | None
+    try:
+        if signature == b"v":
+            body = _variant(raw, pos)
+        elif signature == _UNIT_LIST:
+            body = _unit_list(raw, pos)
+        else:
+            return None
+    except UnicodeDecodeError:
+        return None  # jeepney says what is wrong with it
+    return None if body is None else (reply_serial, body)
+
+
+def _reply_head(raw: bytes) -> tuple[int, bytes, int] | None:
+    """(reply serial, body signature, where the body starts) of a little-endian method return."""
     if raw[0] != 0x6C or raw[1] != _METHOD_RETURN or raw[3] != 1:
         return None
     fields_len = _U32.unpack_from(raw, 12)[0]
@@ -72,9 +92,39 @@ def variant_reply(raw: bytes) -> tuple[int, tuple[tuple[str, Any]]] | None:
             pos += raw[pos] + 2
         else:
             return None
-    if signature != b"v" or reply_serial is None:
+    if signature is None or reply_serial is None:
         return None
-    pos = end + (-end % 8)  # the body starts on 8, so absolute and body alignment agree
+    return reply_serial, signature, end + (-end % 8)  # the body starts on 8
+
+
+# ListUnitsByPatterns: name, description, load, active, sub, following, path, job id, type, path.
+_UNIT_LIST = b"a(ssssssouso)"
+_UNIT_FIELDS = "ssssssouso"
+
+
+def _unit_list(raw: bytes, pos: int) -> tuple[list[tuple[Any, ...]]] | None:
+    size = _U32.unpack_from(raw, pos)[0]
+    pos += 4
+    pos += -pos % 8  # the array's first struct starts on 8 even when the array is empty
+    end = pos + size
+    units: list[tuple[Any, ...]] = []
+    while pos < end:
+        pos += -pos % 8
+        unit: list[Any] = []
+        for kind in _UNIT_FIELDS:
+            pos += -pos % 4
+            n = _U32.unpack_from(raw, pos)[0]
+            if kind == "u":
+                unit.append(n)
+                pos += 4
+            else:
+                unit.append(raw[pos + 4 : pos + 4 + n].decode())
+                pos += 5 + n
+        units.append(tuple(unit))
+    return (units,) if pos == end else None
+
+
+def _variant(raw: bytes, pos: int) -> tuple[tuple[str, Any]] | None:
     n = raw[pos]
     inner = raw[pos + 1 : pos + 1 + n]
     pos += n + 2
@@ -91,13 +141,10 @@ def variant_reply(raw: bytes) -> tuple[int, tuple[tuple[str, Any]]] | None:
     elif inner == b"s" or inner == b"o":
         pos += -pos % 4
         length = _U32.unpack_from(raw, pos)[0]
-        try:
-            value = raw[pos + 4 : pos + 4 + length].decode()
-        except UnicodeDecodeError:
-            return None  # jeepney says what is wrong with it
+        value = raw[pos + 4 : pos + 4 + length].decode()
     else:
         return None
-    return reply_serial, ((inner.decode(), value),)
+    return ((inner.decode(), value),)
 
 
 class StringCall:
