@@ -442,6 +442,20 @@ _NOT_AGENT_DIRS = (
 )
 
 
+@functools.cache
+def _holds_fleetctl_dir() -> dict[str, str]:
+    """Folder -> the first of _NOT_AGENT_DIRS it is or holds (the folder itself and its parents)."""
+    import posixpath
+
+    out: dict[str, str] = {}
+    for x in _NOT_AGENT_DIRS:
+        d = x
+        while d:
+            out.setdefault(d, x)
+            d = posixpath.dirname(d)
+    return out
+
+
 def _check_dirs(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> None:
     """An agent's workspace and config_dir are its own: never $HOME or fleetctl's folders,
     never inside (or around) another agent's, or the sandbox would hand one agent another's."""
@@ -460,7 +474,7 @@ def _check_dirs(raw: list[tuple[Path, dict[str, Any]]], problems: list[str]) -> 
             d = norm(flat.get(key, schema.BY_KEY[key].default), name)
             if d is None:
                 continue
-            bad = next((x for x in _NOT_AGENT_DIRS if within(x, d)), None)
+            bad = _holds_fleetctl_dir().get(d)
             if bad:
                 problems.append(f"{path}: {key}: {d} would give the agent {bad} (pick a folder of its own)")
             owned.append((d, name, path, key))
@@ -528,20 +542,26 @@ def _ordered(profiles: tuple[Profile, ...]) -> tuple[Profile, ...]:
     return tuple(done)
 
 
+# Worked out once, not once per profile: these ran for every agent on every command.
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
+def _defaults() -> dict[str, Any]:
+    return {s.key: s.default for s in schema.SETTINGS}
+
+
+@functools.cache
+def _section_keys(cls: type, prefix: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, f"{prefix}.{f.name}") for f in fields(cls))
 
 
 def _build(path: Path, flat: dict[str, Any]) -> Profile:
-    d = {s.key: s.default for s in schema.SETTINGS} | flat
+    d = _defaults() | flat
     name = d["name"]
 
     def sub(v: str | None) -> str | None:
         return None if v is None else v.replace("{name}", name)
 
     def section(cls: type, prefix: str, **over: Any) -> Any:
-        kw = {n: d[f"{prefix}.{n}"] for n in _field_names(cls) if n not in over}
+        kw = {n: d[k] for n, k in _section_keys(cls, prefix) if n not in over}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
         return cls(**kw, **over)
 
