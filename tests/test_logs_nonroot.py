@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Fleetctl, clean_up, wait_for
+from test_watchdog_support import STABLE_WINDOW
 from usermanager import UserManager, free_port
 
 pytestmark = pytest.mark.systemd
@@ -48,7 +49,7 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
     (profiles / "talker.toml").write_text(
         f'command = ["{{python}}", "-m", "fleetctl.demo_agent"]\nport = {free_port()}\n'
         '[restart]\npolicy = "no"\ndelay = 1\nbad_config_exit_statuses = [78]\n'
-        '[health]\nstartup_grace = 3\n[config]\nfile = "config.json"\n'
+        f'[health]\nstartup_grace = 3\nstable_window = {STABLE_WINDOW}\n[config]\nfile = "config.json"\n'
     )
     cfg = fc.manager.home / "agents/talker/config"
     cfg.mkdir(parents=True)
