@@ -13,10 +13,12 @@ What must hold at the end: every healable fault healed, no page for any of them,
 page for the escalation, the held coordinator never started again, every systemd restart of
 the SIGKILLed agent in the incident log.
 
-Minute-granularity cron makes this slow: about 2 minutes (marked `slow`). Each cron minute is
-spent on a round of faults: the first looks that make what the agents run with known good
-are the same commands run once by hand before cron starts, and round one lands as soon as cron
-runs, early enough in a minute that the agents it crashes have failed for good by the next one.
+Minute-granularity cron makes this slow: about 2 minutes (marked `slow`). Each cron minute
+heals a round of faults: the first looks that make what the agents run with known good are the
+same commands run once by hand before cron starts, the coordinator's key is revoked and its
+restarts used up before cron starts too (so the first run holds it, whatever second of the
+minute that is), round one lands as soon as cron runs, and the last oversee pass, after both
+rounds, is run by hand as soon as the healing run is done.
 
 The cron daemon is the test bed's (`user_manager.start_cron()`): root's `cron -f` inside the
 bed's namespaces, as on a host, with the host's system crontabs hidden, so only the test user's
@@ -79,20 +81,14 @@ def inject(wfleet: WatchdogFleet, round_: int) -> None:
     for name in ("killed", badconf, badauth):  # the config faults are read at the next start
         wfleet.signal(name, signal.SIGKILL)
     wfleet.signal("hung", signal.SIGSTOP)
-    if round_ == 0:
-        WatchdogFleet.write_secret(home / "coordinator/secrets.env", "DEMO_API_KEY=sk-revoked\n")
-        wfleet.signal("coordinator", signal.SIGKILL)
 
 
-def settle_before_next_run(lo: int = 5, hi: int = 40) -> None:
-    """Until `lo`..`hi` seconds into a wall-clock minute. cron starts the watchdog at second 0:
-    faults injected from `lo` on never meet a run that is still looking, and by `hi` at the
-    latest the agents they crash have used up their restarts (the coordinator: 5 tries, a
-    second apart) before the next run looks, so each round is healed (and the coordinator held)
-    by one run."""
-    second = time.time() % 60
-    if not lo <= second <= hi:
-        time.sleep((lo - second) % 60)
+def revoke_coordinator(wfleet: WatchdogFleet) -> None:
+    """The fault nothing can heal: the coordinator's key revoked, no spare credentials. It
+    crash-loops until systemd gives up (failed); every watchdog run from then on holds it."""
+    WatchdogFleet.write_secret(wfleet.home / "agents/coordinator/secrets.env", "DEMO_API_KEY=sk-revoked\n")
+    wfleet.signal("coordinator", signal.SIGKILL)
+    wfleet.wait_state("coordinator", "failed", timeout=60)
 
 
 def all_healed(wfleet: WatchdogFleet, since: float, round_: int) -> bool:
@@ -120,12 +116,14 @@ def test_chaos_with_real_cron(wfleet: WatchdogFleet) -> None:
         wfleet.watchdog()
         assert wfleet.cli("oversee", "--profiles", str(wfleet.dir)).returncode == 0
         assert heartbeat(wfleet, "watchdog") and heartbeat(wfleet, "oversee")
+        revoke_coordinator(wfleet)
         wfleet.fc.manager.start_cron()
         try:
             started = time.time()
             ttr: dict[str, list[float]] = {"SIGKILL": [], "hang": [], "invalid config": [], "auth config": []}
             for round_ in range(2):
-                settle_before_next_run()
+                # Whenever it lands: a fault a run sees half-way (systemd still restarting an
+                # agent) is healed by the next run.
                 since = time.time()
                 inject(wfleet, round_)
                 wait_for(partial(all_healed, wfleet, since, round_), 200, f"round {round_ + 1} healed")
@@ -145,14 +143,21 @@ def test_chaos_with_real_cron(wfleet: WatchdogFleet) -> None:
                 wfleet.fc("restart", "killed", "--profiles", str(wfleet.dir))
                 held = wfleet.unit("coordinator")
                 assert held.load_state == "masked" and held.main_pid == 0, held
-            # Both healing rounds were cron's watchdog runs; one cron oversee pass ran between
-            # them, and one more sees the healed fleet.
+            # Both healing rounds were cron's watchdog runs, and cron's oversee ran between them.
             assert heartbeat(wfleet, "oversee") > started
-            last = time.time()
-            wait_for(lambda: heartbeat(wfleet, "oversee") > last, 100, "an oversee pass after healing")
+            # The run that healed round two finishes; cron's next oversee starts at second 30.
+            # Before that, stopping cron cuts only that line's `sleep 30` and the last pass is
+            # run by hand; a pass about to start or under way is let finish instead.
+            wait_for(lambda: heartbeat(wfleet, "watchdog") > since, 100, "the healing run to finish")
+            if time.time() % 60 > 25:
+                last = time.time()
+                wait_for(lambda: heartbeat(wfleet, "oversee") > last, 100, "cron's oversee pass")
         finally:
             wfleet.fc.manager.stop_cron()
         soak = time.time() - started
+        # One more oversee pass sees the healed fleet.
+        final = wfleet.cli("oversee", "--profiles", str(wfleet.dir))
+        assert final.returncode == 0, final.stdout + final.stderr
 
         # Pages (critical alerts): exactly one, the coordinator's escalation; none for a healed
         # fault. Warnings (a hand-edited config is config-drift until restored) are not pages.
