@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,7 +88,7 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
 
     # a watchdog incident carries it, and says where it came from
     wait_for(lambda: fc.unit("talker").active_state == "active", 20, "talker back on v1")
-    past_grace(fc, "talker", 3)  # the watchdog leaves a starting agent alone
+    fc.wait_past_grace("talker", 3)  # the watchdog leaves a starting agent alone
     with fc.systemd() as mgr:
         mgr.kill("fleet-talker.service", signal.SIGKILL)
     wait_for(lambda: fc.unit("talker").active_state == "failed", 20, "talker failed")
@@ -112,7 +111,7 @@ def test_watchdog_incident_warns_when_it_had_no_lines(
             '[restart]\npolicy = "no"\n[health]\nstartup_grace = 2\n'
         )
         fc("install", str(profiles))
-        past_grace(fc, "mute", 2)
+        fc.wait_past_grace("mute", 2)
         with fc.systemd() as mgr:
             mgr.kill("fleet-mute.service", signal.SIGKILL)
         wait_for(lambda: fc.unit("mute").active_state == "failed", 20, "mute failed")
@@ -126,13 +125,6 @@ def test_watchdog_incident_warns_when_it_had_no_lines(
         assert "no log lines for this agent: diagnosed without them" in rec["log_warning"]
     finally:
         clean_up(fc)
-
-
-def past_grace(fc: Fleetctl, agent: str, grace: float) -> None:
-    """Until the agent has been up longer than its start-up grace (counted from its unit's
-    start, as the watchdog counts it), not a fixed sleep on top of the time it took to get up."""
-    start = fc.unit(agent).active_enter_timestamp / 1e6
-    time.sleep(max(0.0, start + grace + 0.5 - time.time()))
 
 
 def _fleetctl() -> list[str]:

@@ -166,8 +166,7 @@ class WatchdogFleet:
 
     def wait_past_grace(self, name: str, grace: float = 3) -> None:
         """Until the agent is no longer in its start-up grace (the watchdog leaves it alone)."""
-        start = self.unit(name).active_enter_timestamp / 1e6
-        time.sleep(max(0.0, start + grace + 0.2 - time.time()))
+        self.fc.wait_past_grace(name, grace)
 
     @property
     def state_dir(self) -> Path:
