@@ -154,6 +154,12 @@ class Fleetctl:
         with self.systemd() as mgr:
             return mgr.units([f"fleet-{agent}.service"])[f"fleet-{agent}.service"]
 
+    def wait_past_grace(self, agent: str, grace: float) -> None:
+        """Until the agent is out of its start-up grace, counted from its unit's start as the
+        watchdog counts it (a fixed sleep would add the grace to the time it took to get up)."""
+        start = self.unit(agent).active_enter_timestamp / 1e6
+        time.sleep(max(0.0, start + grace + 0.2 - time.time()))
+
 
 def user_bus_client(manager: UserManager):  # type: ignore[no-untyped-def]
     """A SystemdManager in this (root) process on the user's bus (see UserManager.as_user)."""

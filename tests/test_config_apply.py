@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
 import pytest
 from conftest import Fleetctl
+from test_watchdog_support import STABLE_WINDOW
 from usermanager import free_port
 
 
@@ -20,13 +22,19 @@ def agent(fleetctl: Fleetctl, tmp_path: Path) -> tuple[Path, Path]:
     (profiles / "solo.toml").write_text(
         f'command = ["{{python}}", "-m", "fleetctl.demo_agent"]\nport = {free_port()}\n'
         "[restart]\ndelay = 1\nbad_config_exit_statuses = [78]\n"
-        '[health]\nstartup_grace = 3\n[config]\nfile = "config.json"\n'
+        f'[health]\nstartup_grace = 3\nstable_window = {STABLE_WINDOW}\n[config]\nfile = "config.json"\n'
     )
     cfg = fleetctl.manager.home / "agents/solo/config"
     cfg.mkdir(parents=True)
     (cfg / "config.json").write_text('{"greeting": "v1"}\n')
     fleetctl("install", str(profiles))
     return profiles, cfg
+
+
+def stable_window(profiles: Path, seconds: float) -> None:
+    """Set solo's stability window: the apply under it is verified for that long."""
+    f = profiles / "solo.toml"
+    f.write_text(re.sub(r"(?m)^stable_window = .*$", f"stable_window = {seconds:g}", f.read_text()))
 
 
 def history(fleetctl: Fleetctl, profiles: Path) -> dict:
@@ -115,6 +123,9 @@ def test_apply_killed_mid_verification_leaves_a_whole_version(
     fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
 ) -> None:
     profiles, cfg = agent
+    # The kill must land before the verification could end: a window far longer than the
+    # kill takes, even on a busy host.
+    stable_window(profiles, 10)
     new = tmp_path / "new.json"
     new.write_text('{"greeting": "v2"}\n')
     proc = fleetctl.spawn("config", "apply", "solo", str(new), "--profiles", str(profiles))
@@ -128,6 +139,7 @@ def test_apply_killed_mid_verification_leaves_a_whole_version(
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v2"}  # whole, never a mix
     h = history(fleetctl, profiles)
     assert (h["current"], h["last_known_good"]) == (2, 1)  # never promoted without verification
+    stable_window(profiles, STABLE_WINDOW)
     fleetctl("config", "rollback", "solo", "--profiles", str(profiles))
     assert json.loads((cfg / "config.json").read_text()) == {"greeting": "v1"}
 
@@ -136,6 +148,9 @@ def test_two_applies_at_once_one_is_refused(
     fleetctl: Fleetctl, agent: tuple[Path, Path], tmp_path: Path
 ) -> None:
     profiles, _ = agent
+    # The first apply holds the agent's lock through its verification: long enough that the
+    # second, started at the same time, always finds it held, even on a busy host.
+    stable_window(profiles, 10)
     files = []
     for i in (2, 3):
         f = tmp_path / f"v{i}.json"

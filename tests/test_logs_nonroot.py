@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Fleetctl, clean_up, wait_for
+from test_watchdog_support import STABLE_WINDOW
 from usermanager import UserManager, free_port
 
 pytestmark = pytest.mark.systemd
@@ -48,7 +48,7 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
     (profiles / "talker.toml").write_text(
         f'command = ["{{python}}", "-m", "fleetctl.demo_agent"]\nport = {free_port()}\n'
         '[restart]\npolicy = "no"\ndelay = 1\nbad_config_exit_statuses = [78]\n'
-        '[health]\nstartup_grace = 3\n[config]\nfile = "config.json"\n'
+        f'[health]\nstartup_grace = 3\nstable_window = {STABLE_WINDOW}\n[config]\nfile = "config.json"\n'
     )
     cfg = fc.manager.home / "agents/talker/config"
     cfg.mkdir(parents=True)
@@ -88,7 +88,7 @@ def test_logs_apply_and_watchdog_carry_the_agents_own_line(fc: Fleetctl, tmp_pat
 
     # a watchdog incident carries it, and says where it came from
     wait_for(lambda: fc.unit("talker").active_state == "active", 20, "talker back on v1")
-    time.sleep(3.5)  # past the start-up grace: the watchdog leaves a starting agent alone
+    fc.wait_past_grace("talker", 3)  # the watchdog leaves a starting agent alone
     with fc.systemd() as mgr:
         mgr.kill("fleet-talker.service", signal.SIGKILL)
     wait_for(lambda: fc.unit("talker").active_state == "failed", 20, "talker failed")
@@ -111,7 +111,7 @@ def test_watchdog_incident_warns_when_it_had_no_lines(
             '[restart]\npolicy = "no"\n[health]\nstartup_grace = 2\n'
         )
         fc("install", str(profiles))
-        time.sleep(2.5)
+        fc.wait_past_grace("mute", 2)
         with fc.systemd() as mgr:
             mgr.kill("fleet-mute.service", signal.SIGKILL)
         wait_for(lambda: fc.unit("mute").active_state == "failed", 20, "mute failed")

@@ -291,7 +291,7 @@ def test_oversee_does_not_wait_twice_for_a_hung_agent(fleetctl: Fleetctl, tmp_pa
     for name in ("hung", "fine"):
         (d / f"{name}.toml").write_text(f"port = {free_port()}\n")
     fleetctl("install", str(d))
-    time.sleep(1.5)  # past the start-up grace
+    fleetctl.wait_past_grace("hung", 1)
     with fleetctl.systemd() as mgr:
         mgr.kill("fleet-hung.service", signal.SIGSTOP)
     try:

@@ -100,5 +100,8 @@ def test_cron_runs_the_users_crontab(user_manager: UserManager) -> None:
         wait_for(lambda: mark.exists() and mark.read_text().strip(), 75, what)
         assert mark.read_text().strip() == str(m.uid)
     finally:
+        # The daemon must not outlive the test: left running, it would run every later test's
+        # installed crontab (`fleetctl watchdog` racing the test's own runs for the lock).
+        m.stop_cron()
         m.run(["crontab", "-r"])
         mark.unlink(missing_ok=True)

@@ -15,8 +15,9 @@ def test_sigkill_between_action_and_verification_leaves_the_action_recorded(
     fleetctl: Fleetctl, tmp_path: Path
 ) -> None:
     wfleet = WatchdogFleet(fleetctl, tmp_path)
-    # Slow to come up (8 s), so the watchdog's verification of its restart takes a while.
-    wfleet.agent("slowfix", config={"greeting": "hi", "startup_delay": 8}, policy="no", grace=20)
+    # Slow to come up (4 s), so the watchdog's verification of its restart takes a while: the
+    # kill below lands a poll (0.1 s) after the restart is seen.
+    wfleet.agent("slowfix", config={"greeting": "hi", "startup_delay": 4}, policy="no", grace=20)
     wfleet.install()
     before = wfleet.unit("slowfix").invocation_id
     wfleet.signal("slowfix", signal.SIGKILL)

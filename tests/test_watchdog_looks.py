@@ -4,7 +4,6 @@ while the first look's probe of the hung agent is still out, and `confirm` only 
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 from conftest import Fleetctl
@@ -24,7 +23,7 @@ def test_looks_start_ahead_while_a_probe_is_out(fleetctl: Fleetctl, tmp_path: Pa
     for name in ("hung", "fine", "also"):
         (d / f"{name}.toml").write_text(f"port = {free_port()}\n")
     fleetctl("install", str(d))
-    time.sleep(1.5)  # past the start-up grace
+    fleetctl.wait_past_grace("hung", 1)
     profiles = load_fleet(d).profiles
 
     with fleetctl.systemd() as mgr:

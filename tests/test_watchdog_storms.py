@@ -106,8 +106,10 @@ def test_stale_copy_of_the_agent_on_its_port_is_killed_and_replaced(wfleet: Watc
 
 
 def test_flapping_agent_backs_off_then_is_held_with_one_escalation(wfleet: WatchdogFleet) -> None:
-    # Dies 5 s after every start; only the watchdog restarts it. Backoff 5 s, then 10 s.
-    wfleet.agent("flappy", config={"exit_after": 5}, policy="no", delay=5, max_per_hour=2, grace=2)
+    # Dies 2 s after every start; only the watchdog restarts it. Backoff 3.5 s, then 7 s: the
+    # third run (2 s after the second restart, plus its looks) still falls in the backoff, with
+    # as much room as before (7 - 2 = 10 - 5 s), and the whole dance waits 12.5 s, not 20.
+    wfleet.agent("flappy", config={"exit_after": 2}, policy="no", delay=3.5, max_per_hour=2, grace=2)
     # Dies 1 s after every start and systemd restarts it: its restarts count (NRestarts steps).
     wfleet.agent("crashy", config={"exit_after": 1}, delay=0.5, burst=1000, max_per_hour=2, grace=1)
     wfleet.webhook()
