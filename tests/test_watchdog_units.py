@@ -95,6 +95,36 @@ def test_state_round_trip_and_corrupt_file_set_aside(tmp_path: Path) -> None:
     assert not path.exists() and list(tmp_path.glob("s.json.corrupt-*"))
 
 
+def test_state_doc_is_what_asdict_gives() -> None:
+    # to_dict copies by hand (asdict is 8x slower): every field, nested ones included, or a
+    # field added later would silently never reach the file.
+    from dataclasses import asdict
+
+    from fleetctl.healing.intent import Intent
+
+    a = state.AgentState(
+        n_restarts=2,
+        systemd_restarts=[NOW],
+        watchdog_restarts=[NOW, NOW + 1],
+        held=state.Hold(NOW, "flapping"),
+        oom_kills=[NOW - 5],
+        intent=Intent("abc", "restart", NOW, "run1", "health check failed"),
+        invocation_id="ff00",
+        last_look=NOW,
+        healthy_fingerprint={"config": "aa"},
+        remedied_rule="oom",
+        remedied_at=NOW,
+    )
+    assert a.to_dict() == asdict(a) == asdict(state.AgentState.from_dict(json.loads(json.dumps(a.to_dict()))))
+    d = a.to_dict()
+    d["watchdog_restarts"].append(0.0)
+    d["healthy_fingerprint"]["unit"] = "bb"
+    assert a.watchdog_restarts == [NOW, NOW + 1] and a.healthy_fingerprint == {"config": "aa"}  # a copy
+    s = state.WatchdogState({"x": a})
+    assert json.loads(s.to_json()) == {"version": state.VERSION, "agents": {"x": asdict(a)}}
+    assert "last_look" not in s.to_doc(with_last_look=False)["agents"]["x"]
+
+
 WRITER = """
 import sys, time
 from pathlib import Path
@@ -132,6 +162,18 @@ def test_incident_log_rotates_by_size_and_reads_across_files(tmp_path: Path) -> 
     ns = [r["n"] for r in got]
     assert ns == sorted(ns) and ns[-1] == 99 and ns[0] > 0  # oldest dropped, order kept
     assert [r["n"] for r in incidents.read(path, agent="a1", since=NOW + 90, keep=2)] == [91, 93, 95, 97, 99]
+
+
+def test_incident_log_appends_several_records_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.jsonl"
+    incidents.append({"ts": NOW, "agent": "a", "n": 1}, path)
+    with path.open("ab") as f:
+        f.write(b'{"ts": 18000, "agent": "a"')  # torn: the batch still starts on a line of its own
+    incidents.append_many(
+        [{"ts": NOW + 1, "agent": "b", "n": 2}, {"ts": NOW + 2, "agent": "c", "n": 3}], path
+    )
+    incidents.append_many([], path)
+    assert [r["n"] for r in incidents.read(path)] == [1, 2, 3]
 
 
 def test_incident_log_survives_a_torn_last_line(tmp_path: Path) -> None:

@@ -101,6 +101,10 @@ def _installed_at() -> float | None:
         return None
 
 
+def _no_last_look(agent: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in agent.items() if k != "last_look"}
+
+
 def lock_path() -> Path:
     return paths.state_dir() / LOCK_FILE
 
@@ -125,7 +129,12 @@ class _Run:
         self.report = RunReport(time=time.time())
         self.state, problem = state_mod.load()
         # Cron runs this every minute: a healthy fleet must cost no writes but the heartbeat.
-        self._saved = self.state.to_json(with_last_look=False)
+        self._saved = self.state.to_doc(with_last_look=False)
+        # save(): asked (tickets handed out), written (the last ticket a write covered), writing.
+        self._save_cv = threading.Condition()
+        self._save_asked = self._save_written = 0
+        self._save_busy = False
+        self._intents: list[dict[str, Any]] = []  # intent records for the next save to append first
         if problem:
             self.report.problems.append(problem)
         self.fenv = known.load(fleet)
@@ -141,15 +150,51 @@ class _Run:
             self._say(self.fenv.mask(line))
 
     def save(self) -> None:
-        # Written only when something but the time of the last look changed: a healthy pass
-        # every minute writes nothing but its heartbeat. (An unsaved last_look is harmless:
-        # restarts are counted from NRestarts; the journal only dates them, and no restart
-        # happened in a pass that found the counters unchanged.)
-        with self._lock:
-            text = self.state.to_json(with_last_look=False)
-            if text != self._saved:
-                state_mod.save(self.state)
-                self._saved = text
+        """On disk when this returns: every change made before the call.
+
+        Written only when something but the time of the last look changed: a healthy pass
+        every minute writes nothing but its heartbeat. (An unsaved last_look is harmless:
+        restarts are counted from NRestarts; the journal only dates them, and no restart
+        happened in a pass that found the counters unchanged.)
+
+        Agents are handled in parallel and each one saves before it acts, so saves come in
+        waves: a caller that finds a write under way waits for the next one, which covers its
+        change too. One write serves the wave instead of one each: the intents queued so far
+        (one append, one fsync) and then the state (one file), where every agent's intent and
+        state had cost their own fsyncs, one agent after the other.
+        """
+        with self._save_cv:
+            self._save_asked += 1
+            ticket = self._save_asked
+            while self._save_busy and self._save_written < ticket:
+                self._save_cv.wait()
+            if self._save_written >= ticket:
+                return  # a write that began after this call covered it
+            self._save_busy = True
+            upto = self._save_asked
+            # Taken together under the lock that _intend queues and sets an intent under: the
+            # state written below holds no intent whose record is not appended before it.
+            records, self._intents = self._intents, []
+            doc = self.state.to_doc()  # sees every change made before a call up to `upto`
+        written = False
+        try:
+            if records:
+                with self._lock:  # one writer of the incident log at a time
+                    incidents.append_many(records)
+            agents = {n: _no_last_look(a) for n, a in doc["agents"].items()}
+            key = {"version": doc["version"], "agents": agents}
+            if key != self._saved:
+                state_mod.save_doc(doc)
+                self._saved = key
+            written = True
+        finally:
+            with self._save_cv:
+                self._save_busy = False
+                if written:
+                    self._save_written = max(self._save_written, upto)
+                elif records:  # the next writer tries them again: nobody acts before they are on disk
+                    self._intents[:0] = records
+                self._save_cv.notify_all()
 
     def go(self, rounds: int, interval: float) -> RunReport:
         started = time.monotonic()
@@ -293,10 +338,10 @@ class _Run:
             return  # one intent per agent per run; the final record names every step
         redact = self.fenv.mask
         it = intent.new(action, self.recorder.run_id, redact(symptom))
-        with self._lock:
-            incidents.append(intent.record(o.profile.name, it))
-        st.intent = it
-        self.save()
+        with self._save_cv:
+            self._intents.append(intent.record(o.profile.name, it))
+            st.intent = it
+        self.save()  # the record, then the state, on disk before this returns
 
     def _close_interrupted(self, seen: dict[str, Observation]) -> None:
         """Close the intents an earlier run left open: it died between acting and recording."""
