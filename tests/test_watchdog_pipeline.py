@@ -3,6 +3,8 @@ its time on after the third look, and what must stay true while it hurries."""
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,111 @@ def test_verification_probes_often_and_reads_the_unit_less_often(
                 assert calls["probes"] >= 2 * calls["units"] and calls["probes"] >= 8, calls
             else:
                 assert calls["probes"] == calls["units"], calls
+
+
+# A watchdog run in the bed (as the user, inside the namespaces) with hooks that note, with the
+# time, when things happen: the confirmation returning, evidence being read, each kill and
+# restart (and whether the agent's intent was on disk at that moment), each restart-and-verify.
+HOOKED_RUN = """
+import json, sys, threading, time
+from pathlib import Path
+import fleetctl.healing.observe as observe
+import fleetctl.healing.evidence as evidence
+import fleetctl.healing.remedy as remedy
+from fleetctl.healing import incidents, state
+from fleetctl.systemd.manager import SystemdManager
+
+events, lock = [], threading.Lock()
+
+def note(what, agent="", **extra):
+    with lock:
+        events.append({"t": time.monotonic(), "what": what, "agent": agent, **extra})
+
+def hook(owner, name, before=None, after=None):
+    real = getattr(owner, name)
+    def wrapped(*a, **k):
+        if before: before(*a, **k)
+        out = real(*a, **k)
+        if after: after(*a, **k)
+        return out
+    setattr(owner, name, wrapped)
+
+def on_disk(agent):
+    intents = [r for r in incidents.read() if r.get("agent") == agent and r.get("phase") == "intent"]
+    saved = json.loads(state.state_path().read_text())["agents"][agent].get("intent") or {}
+    return bool(intents) and saved.get("id") == intents[-1]["intent"]
+
+def unit_call(what):
+    def before(mgr, names, *a, **k):
+        unit = names if isinstance(names, str) else names[0]
+        agent = unit.removeprefix("fleet-").removesuffix(".service")
+        note(what, agent, intent_on_disk=on_disk(agent))
+    return before
+
+hook(observe, "confirm", after=lambda *a, **k: note("confirmed"))
+hook(evidence, "collect", before=lambda p: note("collect", p.name))
+hook(remedy, "restart_and_verify", before=lambda ctx, *a: note("fix", ctx.profile.name),
+     after=lambda ctx, *a: note("fixed", ctx.profile.name))
+hook(SystemdManager, "kill", before=unit_call("kill"))
+hook(SystemdManager, "restart", before=unit_call("restart"))
+
+from fleetctl.healing.run import run  # after the hooks: it imports confirm by name
+report = run(Path(sys.argv[1]), say=lambda _: None)
+print(json.dumps({"events": events, "records": report.records}))
+"""
+
+
+def hooked_run(wfleet: WatchdogFleet) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    proc = wfleet.cli_python(HOOKED_RUN, str(wfleet.dir))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    return out["events"], out["records"]
+
+
+def when(events: list[dict[str, Any]], what: str, agent: str = "") -> float:
+    (t,) = [e["t"] for e in events if e["what"] == what and e["agent"] == agent]
+    return float(t)
+
+
+def test_evidence_is_read_while_the_failure_is_being_confirmed(wfleet: WatchdogFleet) -> None:
+    """The log tail and the config check of a suspect are read while the confirming looks are
+    out, not after: the diagnosis of a confirmed failure does not wait for journalctl."""
+    wfleet.agent("hung", config={"greeting": "hi", "log_lines": ["marker: before the hang"]})
+    wfleet.install()
+    wfleet.wait_past_grace("hung")
+    wfleet.signal("hung", signal.SIGSTOP)
+    events, records = hooked_run(wfleet)
+    assert when(events, "collect", "hung") < when(events, "confirmed")
+    (rec,) = [r for r in records if r["agent"] == "hung"]
+    assert (rec["action"], rec["verification"]) == ("restart", "healthy"), rec
+    assert any("marker: before the hang" in line for line in rec["log_excerpt"]), rec["log_excerpt"]
+    assert rec["rules"] and rec["diagnosis"]["action"] == "restart", rec
+
+
+def test_hung_agents_are_fixed_together_each_after_its_own_intent(wfleet: WatchdogFleet) -> None:
+    """Three agents confirmed hung in one run are restarted and verified at the same time (each
+    takes over a second to come back: one after the other would take three), and each one's
+    intent is in the incident log and in the state file before its kill and its restart, though
+    the intents are written together."""
+    names = ("h1", "h2", "h3")
+    for name in names:
+        wfleet.agent(name, config={"greeting": "hi", "startup_delay": 1.2}, grace=3)
+    wfleet.install()
+    for name in names:
+        wfleet.wait_past_grace(name)
+    for name in names:
+        wfleet.signal(name, signal.SIGSTOP)
+    events, records = hooked_run(wfleet)
+    assert sorted((r["agent"], r["action"], r["verification"]) for r in records) == [
+        (n, "restart", "healthy") for n in names
+    ], records
+    calls = [e for e in events if e["what"] in ("kill", "restart")]
+    assert sorted((e["what"], e["agent"]) for e in calls) == sorted(
+        (what, n) for n in names for what in ("kill", "restart")
+    )
+    assert all(e["intent_on_disk"] for e in calls), calls
+    # Every fix starts before any ends (each lasts at least the 1.2 s start-up delay).
+    assert max(when(events, "fix", n) for n in names) < min(when(events, "fixed", n) for n in names)
+    for name in names:
+        assert len(wfleet.intents(name)) == 1 and wfleet.state(name)["intent"] is None
+        assert len(wfleet.state(name)["watchdog_restarts"]) == 1

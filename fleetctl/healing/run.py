@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
 from fleetctl.diagnosis.providers import preload
 from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, changes, incidents, intent, restarts
+from fleetctl.healing import backoff, changes, evidence, incidents, intent, restarts
 from fleetctl.healing import state as state_mod
 from fleetctl.healing.evidence import providers
 from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe_ahead
@@ -203,9 +203,16 @@ class _Run:
             self._close_interrupted(seen)
             suspects, flapping = self._triage(seen, mgr)
             self.save()
-            # A failure to confirm may need the LLMs: their SDKs load while the looks run.
+            # A failure to confirm may need the LLMs: their SDKs load while the looks run, and
+            # the evidence (log tail, config check, earlier incidents; read-only) is read
+            # meanwhile too, so that a confirmed failure is diagnosed at once. The LLMs are
+            # asked only once it is confirmed.
+            collected: dict[str, Future[evidence.Collected]] = {}
             if suspects:
                 preload(self.chain)
+                readers = ThreadPoolExecutor(min(MAX_WORKERS, len(suspects)), thread_name_prefix="evidence")
+                collected = {n: readers.submit(evidence.collect, o.profile) for n, o in suspects.items()}
+                readers.shutdown(wait=False)  # its threads end with the last read
             confirmed = confirm(mgr, suspects, rounds, interval, first_look=started, ahead=ahead)
         for name in sorted(set(suspects) - set(confirmed)):
             self.report.counts["recovered"] = self.report.counts.get("recovered", 0) + 1
@@ -213,7 +220,7 @@ class _Run:
         work = [(o, True) for o in confirmed.values()] + [(o, False) for o in flapping.values()]
         if work:
             with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(work))) as pool:
-                list(pool.map(lambda w: self._handle(*w), work))
+                list(pool.map(lambda w: self._handle(w[0], w[1], collected.get(w[0].profile.name)), work))
         self.report.held = sorted(
             n for n, st in self.state.agents.items() if st.held and n in self.fleet.names
         )
@@ -278,7 +285,9 @@ class _Run:
                 backoff.note_healthy(st, o.uptime, now)
         return suspects, flapping
 
-    def _handle(self, o: Observation, failing: bool) -> None:
+    def _handle(
+        self, o: Observation, failing: bool, collected: Future[evidence.Collected] | None = None
+    ) -> None:
         started = time.monotonic()
         name = o.profile.name
         st = self.state.agent(name)
@@ -296,7 +305,7 @@ class _Run:
                     intend=lambda action: self._intend(o, action, symptom),
                 )
                 if failing:
-                    result, diag = respond(ctx, o, self.chain)
+                    result, diag = respond(ctx, o, self.chain, collected.result() if collected else None)
                 else:
                     count = backoff.restarts_last_hour(st, time.time())
                     result, diag = flap_hold(ctx, count), {}
