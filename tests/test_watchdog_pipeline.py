@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,19 @@ from fleetctl.lifecycle.readiness import wait_all_healthy
 @pytest.fixture
 def wfleet(fleetctl: Fleetctl, tmp_path: Path) -> WatchdogFleet:
     return WatchdogFleet(fleetctl, tmp_path)
+
+
+def test_the_first_look_needs_none_of_what_handles_failures() -> None:
+    """run.py sends the first look before it imports the rest of the run (runner.py: diagnosis,
+    remedies, records), so that the looks, and the end of a run with a hung agent, start as
+    early as they can: importing run.py must not pull that in."""
+    code = (
+        "import sys, fleetctl.healing.run\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('fleetctl.diagnosis', 'fleetctl.secrets'))"
+        " or m in ('fleetctl.healing.runner', 'fleetctl.healing.respond', 'fleetctl.healing.evidence')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_verification_probes_often_and_reads_the_unit_less_often(

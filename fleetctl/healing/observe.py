@@ -86,11 +86,11 @@ def classify(
 
 
 def _look(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Observation]:
-    return _finish(_start_look(mgr, profiles))
+    return _finish(start_look(mgr, profiles))
 
 
 @dataclass
-class _Look:
+class Look:
     """One look in flight: unit states read, health probes running in their own thread."""
 
     profiles: Sequence[Profile]
@@ -114,9 +114,7 @@ def _probe(profiles: Sequence[Profile]) -> Future[dict[str, HealthResult]]:
     return _probers.submit(probe_many, targets)
 
 
-def _start_look(
-    mgr: SystemdManager, profiles: Sequence[Profile], probe_first: Sequence[Profile] = ()
-) -> _Look:
+def start_look(mgr: SystemdManager, profiles: Sequence[Profile], probe_first: Sequence[Profile] = ()) -> Look:
     """Read the units' states and probe the running agents' health.
 
     `probe_first`: agents to probe at once, before the states are read (those the last look
@@ -134,11 +132,11 @@ def _start_look(
     probed = {p.name for p in probe_first}
     rest = [p for p in profiles if _running(infos[p.name]) and p.name not in probed]
     if early is None:
-        return _Look(profiles, infos, _probe(rest), started)
-    return _Look(profiles, infos, early, started, _probe(rest) if rest else None)
+        return Look(profiles, infos, _probe(rest), started)
+    return Look(profiles, infos, early, started, _probe(rest) if rest else None)
 
 
-def _finish(look: _Look) -> dict[str, Observation]:
+def _finish(look: Look) -> dict[str, Observation]:
     results = dict(look.probes.result())
     if look.late is not None:
         results.update(look.late.result())
@@ -164,23 +162,24 @@ def observe_ahead(
     profiles: Sequence[Profile],
     rounds: int = CONFIRM_ROUNDS,
     interval: float = CONFIRM_INTERVAL,
-) -> tuple[dict[str, Observation], list[_Look]]:
+    first: Look | None = None,
+) -> tuple[dict[str, Observation], list[Look]]:
     """The first look, and the confirming looks that had to start while it was still out.
 
     A fleet that answers within `interval` costs one look, as `observe`. While a probe is
     still out (a slow or hung agent), the next looks start on schedule, `interval` apart, for
     every agent: `confirm` then only collects them, so a hung agent costs about one health
     timeout plus the intervals in all, instead of one timeout before the confirming looks even
-    start."""
-    first = _start_look(mgr, profiles)
+    start. `first`: the first look, if the caller sent it already (start_look)."""
+    first = first or start_look(mgr, profiles)
     running = [p for p in profiles if _running(first.infos[p.name])]
-    ahead: list[_Look] = []
+    ahead: list[Look] = []
     for k in range(1, rounds + 1):
         try:
             first.probes.result(timeout=max(0.0, first.started + k * interval - time.monotonic()))
             break
         except TimeoutError:
-            ahead.append(_start_look(mgr, profiles, probe_first=running))
+            ahead.append(start_look(mgr, profiles, probe_first=running))
     return _finish(first), ahead
 
 
@@ -190,7 +189,7 @@ def confirm(
     rounds: int = CONFIRM_ROUNDS,
     interval: float = CONFIRM_INTERVAL,
     first_look: float | None = None,
-    ahead: Sequence[_Look] = (),
+    ahead: Sequence[Look] = (),
 ) -> dict[str, Observation]:
     """The suspects that were failing at every look, with their latest observation.
 
@@ -212,7 +211,7 @@ def confirm(
         time.sleep(max(0.0, last + interval - time.monotonic()))
         last = time.monotonic()
         running = [o.profile for o in suspects.values() if _running(o.info)]
-        looks.append(_start_look(mgr, [o.profile for o in suspects.values()], probe_first=running))
+        looks.append(start_look(mgr, [o.profile for o in suspects.values()], probe_first=running))
     left = dict(suspects)
     for look in looks:
         again = _finish(look)
