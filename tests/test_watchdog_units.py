@@ -260,3 +260,89 @@ def test_heartbeat_shape() -> None:
     assert r.heartbeat()["ok"] is True and r.heartbeat()["needs_human"] is True and not r.ok
     r.problems.append("state unreadable")
     assert r.heartbeat()["ok"] is False and "state unreadable" in r.heartbeat()["error"]
+
+
+def _runner(home: Path, agents: int):  # type: ignore[no-untyped-def]
+    from fleetctl.healing.runner import Runner
+
+    d = home / "profiles"
+    d.mkdir()
+    (d / "fleet.toml").write_text('[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n')
+    for i in range(agents):
+        (d / f"a{i}.toml").write_text(f"port = {30000 + i}\n")
+    return Runner(load_fleet(d), lambda _: None)
+
+
+def _intent_on_disk(agent: str) -> str | None:
+    """The agent's intent id, when the incident log and the state file both have it."""
+    logged = [r["intent"] for r in incidents.read() if r.get("agent") == agent and r.get("phase") == "intent"]
+    saved = (json.loads(state.state_path().read_text())["agents"].get(agent) or {}).get("intent") or {}
+    return saved.get("id") if logged and saved.get("id") == logged[-1] else None
+
+
+def test_saves_of_agents_handled_at_once_share_writes_and_each_is_on_disk_when_it_returns(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runner.save is a group commit: every caller returns only once a write that began after
+    its change is on disk (its intent in the incident log and in the state, its other changes
+    in the state), and callers that arrive during a write share the next one."""
+    import threading
+    from types import SimpleNamespace
+
+    n = 12
+    r = _runner(home, n)
+    writes = []
+    save_doc = state.save_doc
+
+    def slow_save_doc(doc, path=None):  # type: ignore[no-untyped-def]
+        writes.append(1)
+        time.sleep(0.05)  # a slow disk: the others arrive while it is written
+        save_doc(doc, path)
+
+    monkeypatch.setattr(state, "save_doc", slow_save_doc)
+    start, problems = threading.Barrier(n), []
+
+    def agent(i: int) -> None:
+        name = f"a{i}"
+        st = r.state.agent(name)
+        start.wait()
+        st.consecutive = i + 1
+        r._intend(SimpleNamespace(profile=SimpleNamespace(name=name)), "restart", "health check failed")
+        try:
+            on_disk = json.loads(state.state_path().read_text())["agents"][name]
+            assert st.intent is not None and _intent_on_disk(name) == st.intent.id
+            assert on_disk["consecutive"] == i + 1
+        except (AssertionError, KeyError, OSError, ValueError) as e:
+            problems.append(f"{name}: {e!r}")
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not problems and not any(t.is_alive() for t in threads)
+    assert len(writes) <= n // 2, f"{len(writes)} writes for {n} intents"
+    r.save()  # nothing changed since: no write
+    assert len(writes) <= n // 2
+
+
+def test_a_failed_write_ahead_keeps_its_intents_for_the_next_write(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    r = _runner(home, 2)
+    append_many, failed = incidents.append_many, []
+
+    def flaky(records, *a, **k):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(records)
+            raise OSError(28, "No space left on device")
+        return append_many(records, *a, **k)
+
+    monkeypatch.setattr(incidents, "append_many", flaky)
+    with pytest.raises(OSError):
+        r._intend(SimpleNamespace(profile=SimpleNamespace(name="a0")), "restart", "hung")
+    assert not state.state_path().exists()  # nothing reached the state before its record
+    r._intend(SimpleNamespace(profile=SimpleNamespace(name="a1")), "restart", "hung")
+    assert _intent_on_disk("a0") and _intent_on_disk("a1")  # the first one went with the second

@@ -92,12 +92,12 @@ class Runner:
                 self._save_cv.wait()
             if self._save_written >= ticket:
                 return  # a write that began after this call covered it
-            self._save_busy = True
-            upto = self._save_asked
             # Taken together under the lock that _intend queues and sets an intent under: the
             # state written below holds no intent whose record is not appended before it.
-            records, self._intents = self._intents, []
             doc = self.state.to_doc()  # sees every change made before a call up to `upto`
+            records, self._intents = self._intents, []
+            upto = self._save_asked
+            self._save_busy = True
         written = False
         try:
             if records:
