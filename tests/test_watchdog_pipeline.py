@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_verification_probes_often_and_reads_the_unit_less_often(
 # time, when things happen: the confirmation returning, evidence being read, each kill and
 # restart (and whether the agent's intent was on disk at that moment), each restart-and-verify.
 HOOKED_RUN = """
-import json, sys, threading, time
+import json, os, sys, threading, time
 from pathlib import Path
 import fleetctl.healing.observe as observe
 import fleetctl.healing.evidence as evidence
@@ -114,7 +115,8 @@ def unit_call(what):
     return before
 
 hook(observe, "confirm", after=lambda *a, **k: note("confirmed"))
-hook(evidence, "collect", before=lambda p: note("collect", p.name))
+SLOW = float(os.environ.get("SLOW_EVIDENCE", "0"))  # a journal that takes this long to read
+hook(evidence, "collect", before=lambda p: (note("collect", p.name), time.sleep(SLOW)))
 hook(remedy, "restart_and_verify", before=lambda ctx, *a: note("fix", ctx.profile.name),
      after=lambda ctx, *a: note("fixed", ctx.profile.name))
 hook(SystemdManager, "kill", before=unit_call("kill"))
@@ -126,8 +128,10 @@ print(json.dumps({"events": events, "records": report.records}))
 """
 
 
-def hooked_run(wfleet: WatchdogFleet) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    proc = wfleet.cli_python(HOOKED_RUN, str(wfleet.dir))
+def hooked_run(
+    wfleet: WatchdogFleet, slow_evidence: float = 0.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    proc = wfleet.cli_python(HOOKED_RUN, str(wfleet.dir), env={"SLOW_EVIDENCE": str(slow_evidence)})
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     return out["events"], out["records"]
@@ -180,3 +184,28 @@ def test_hung_agents_are_fixed_together_each_after_its_own_intent(wfleet: Watchd
     for name in names:
         assert len(wfleet.intents(name)) == 1 and wfleet.state(name)["intent"] is None
         assert len(wfleet.state(name)["watchdog_restarts"]) == 1
+
+
+def test_an_agent_in_backoff_is_answered_at_once_however_slow_its_evidence(wfleet: WatchdogFleet) -> None:
+    """Reading the evidence while confirming must not delay the backoff check: an agent still
+    in backoff is answered "wait" without its evidence being read (or waited for), as before;
+    another failure in the same run is diagnosed from evidence that took 3 s to read."""
+    wfleet.agent("waiting", policy="no", grace=2)
+    wfleet.agent("crashed", policy="no", grace=2)
+    wfleet.install()
+    for name in ("waiting", "crashed"):
+        wfleet.wait_past_grace(name, grace=2)
+        wfleet.signal(name, signal.SIGKILL)
+        wfleet.wait_state(name, "failed")
+    until = time.time() + 120  # as the watchdog's last restart of it left it
+    wfleet.state_dir.mkdir(parents=True, exist_ok=True)
+    (wfleet.state_dir / "watchdog-state.json").write_text(
+        json.dumps({"version": 1, "agents": {"waiting": {"backoff_until": until, "consecutive": 1}}})
+    )
+    events, records = hooked_run(wfleet, slow_evidence=3.0)
+    assert [e["agent"] for e in events if e["what"] == "collect"] == ["crashed"]
+    (waiting,) = [r for r in records if r["agent"] == "waiting"]
+    assert (waiting["action"], waiting["verification"]) == ("backoff", "waiting"), waiting
+    assert waiting["duration_s"] < 2, waiting
+    (crashed,) = [r for r in records if r["agent"] == "crashed"]
+    assert (crashed["action"], crashed["verification"]) == ("restart", "healthy"), crashed

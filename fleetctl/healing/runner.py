@@ -133,7 +133,12 @@ class Runner:
             preload(self.chain)
             readers = ThreadPoolExecutor(min(MAX_WORKERS, len(suspects)), thread_name_prefix="evidence")
             readers.submit(self._prepare_diagnosis)
-            collected = {n: readers.submit(evidence.collect, o.profile) for n, o in suspects.items()}
+            now = time.time()
+            collected = {  # an agent in backoff needs none: it is answered "wait" (respond.py)
+                n: readers.submit(evidence.collect, o.profile)
+                for n, o in suspects.items()
+                if not backoff.in_backoff(self.state.agent(n), now)
+            }
             readers.shutdown(wait=False)  # its threads end with the last read
         confirmed = confirm(mgr, suspects, rounds, interval, first_look=started, ahead=ahead)
         for name in sorted(set(suspects) - set(confirmed)):
@@ -235,7 +240,7 @@ class Runner:
                     intend=lambda action: self._intend(o, action, symptom),
                 )
                 if failing:
-                    result, diag = respond(ctx, o, self.chain, collected.result() if collected else None)
+                    result, diag = respond(ctx, o, self.chain, collected)
                 else:
                     count = backoff.restarts_last_hour(st, time.time())
                     result, diag = flap_hold(ctx, count), {}
