@@ -138,6 +138,16 @@ class WatchdogFleet:
             [sys.executable, "-m", WD_MODULE, *args], env={**self.fc.env, **(env or {})}, timeout=120
         )
 
+    def cli_python(
+        self, code: str, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`python -c code args...` as the user inside the namespaces, with fleetctl's environment
+        (for a run of fleetctl's own functions with hooks in it)."""
+        self.fc.manager.give(*self.fc.owned)
+        return self.fc.manager.run(
+            [sys.executable, "-c", code, *args], env={**self.fc.env, **(env or {})}, timeout=120
+        )
+
     def watchdog(
         self, *, codes: tuple[int, ...] = (0,), env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:

@@ -95,6 +95,36 @@ def test_state_round_trip_and_corrupt_file_set_aside(tmp_path: Path) -> None:
     assert not path.exists() and list(tmp_path.glob("s.json.corrupt-*"))
 
 
+def test_state_doc_is_what_asdict_gives() -> None:
+    # to_dict copies by hand (asdict is 8x slower): every field, nested ones included, or a
+    # field added later would silently never reach the file.
+    from dataclasses import asdict
+
+    from fleetctl.healing.intent import Intent
+
+    a = state.AgentState(
+        n_restarts=2,
+        systemd_restarts=[NOW],
+        watchdog_restarts=[NOW, NOW + 1],
+        held=state.Hold(NOW, "flapping"),
+        oom_kills=[NOW - 5],
+        intent=Intent("abc", "restart", NOW, "run1", "health check failed"),
+        invocation_id="ff00",
+        last_look=NOW,
+        healthy_fingerprint={"config": "aa"},
+        remedied_rule="oom",
+        remedied_at=NOW,
+    )
+    assert a.to_dict() == asdict(a) == asdict(state.AgentState.from_dict(json.loads(json.dumps(a.to_dict()))))
+    d = a.to_dict()
+    d["watchdog_restarts"].append(0.0)
+    d["healthy_fingerprint"]["unit"] = "bb"
+    assert a.watchdog_restarts == [NOW, NOW + 1] and a.healthy_fingerprint == {"config": "aa"}  # a copy
+    s = state.WatchdogState({"x": a})
+    assert json.loads(s.to_json()) == {"version": state.VERSION, "agents": {"x": asdict(a)}}
+    assert "last_look" not in s.to_doc(with_last_look=False)["agents"]["x"]
+
+
 WRITER = """
 import sys, time
 from pathlib import Path
@@ -132,6 +162,18 @@ def test_incident_log_rotates_by_size_and_reads_across_files(tmp_path: Path) -> 
     ns = [r["n"] for r in got]
     assert ns == sorted(ns) and ns[-1] == 99 and ns[0] > 0  # oldest dropped, order kept
     assert [r["n"] for r in incidents.read(path, agent="a1", since=NOW + 90, keep=2)] == [91, 93, 95, 97, 99]
+
+
+def test_incident_log_appends_several_records_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.jsonl"
+    incidents.append({"ts": NOW, "agent": "a", "n": 1}, path)
+    with path.open("ab") as f:
+        f.write(b'{"ts": 18000, "agent": "a"')  # torn: the batch still starts on a line of its own
+    incidents.append_many(
+        [{"ts": NOW + 1, "agent": "b", "n": 2}, {"ts": NOW + 2, "agent": "c", "n": 3}], path
+    )
+    incidents.append_many([], path)
+    assert [r["n"] for r in incidents.read(path)] == [1, 2, 3]
 
 
 def test_incident_log_survives_a_torn_last_line(tmp_path: Path) -> None:
@@ -218,3 +260,89 @@ def test_heartbeat_shape() -> None:
     assert r.heartbeat()["ok"] is True and r.heartbeat()["needs_human"] is True and not r.ok
     r.problems.append("state unreadable")
     assert r.heartbeat()["ok"] is False and "state unreadable" in r.heartbeat()["error"]
+
+
+def _runner(home: Path, agents: int):  # type: ignore[no-untyped-def]
+    from fleetctl.healing.runner import Runner
+
+    d = home / "profiles"
+    d.mkdir()
+    (d / "fleet.toml").write_text('[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n')
+    for i in range(agents):
+        (d / f"a{i}.toml").write_text(f"port = {30000 + i}\n")
+    return Runner(load_fleet(d), lambda _: None)
+
+
+def _intent_on_disk(agent: str) -> str | None:
+    """The agent's intent id, when the incident log and the state file both have it."""
+    logged = [r["intent"] for r in incidents.read() if r.get("agent") == agent and r.get("phase") == "intent"]
+    saved = (json.loads(state.state_path().read_text())["agents"].get(agent) or {}).get("intent") or {}
+    return saved.get("id") if logged and saved.get("id") == logged[-1] else None
+
+
+def test_saves_of_agents_handled_at_once_share_writes_and_each_is_on_disk_when_it_returns(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runner.save is a group commit: every caller returns only once a write that began after
+    its change is on disk (its intent in the incident log and in the state, its other changes
+    in the state), and callers that arrive during a write share the next one."""
+    import threading
+    from types import SimpleNamespace
+
+    n = 12
+    r = _runner(home, n)
+    writes = []
+    save_doc = state.save_doc
+
+    def slow_save_doc(doc, path=None):  # type: ignore[no-untyped-def]
+        writes.append(1)
+        time.sleep(0.05)  # a slow disk: the others arrive while it is written
+        save_doc(doc, path)
+
+    monkeypatch.setattr(state, "save_doc", slow_save_doc)
+    start, problems = threading.Barrier(n), []
+
+    def agent(i: int) -> None:
+        name = f"a{i}"
+        st = r.state.agent(name)
+        start.wait()
+        st.consecutive = i + 1
+        r._intend(SimpleNamespace(profile=SimpleNamespace(name=name)), "restart", "health check failed")
+        try:
+            on_disk = json.loads(state.state_path().read_text())["agents"][name]
+            assert st.intent is not None and _intent_on_disk(name) == st.intent.id
+            assert on_disk["consecutive"] == i + 1
+        except (AssertionError, KeyError, OSError, ValueError) as e:
+            problems.append(f"{name}: {e!r}")
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not problems and not any(t.is_alive() for t in threads)
+    assert len(writes) <= n // 2, f"{len(writes)} writes for {n} intents"
+    r.save()  # nothing changed since: no write
+    assert len(writes) <= n // 2
+
+
+def test_a_failed_write_ahead_keeps_its_intents_for_the_next_write(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    r = _runner(home, 2)
+    append_many, failed = incidents.append_many, []
+
+    def flaky(records, *a, **k):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(records)
+            raise OSError(28, "No space left on device")
+        return append_many(records, *a, **k)
+
+    monkeypatch.setattr(incidents, "append_many", flaky)
+    with pytest.raises(OSError):
+        r._intend(SimpleNamespace(profile=SimpleNamespace(name="a0")), "restart", "hung")
+    assert not state.state_path().exists()  # nothing reached the state before its record
+    r._intend(SimpleNamespace(profile=SimpleNamespace(name="a1")), "restart", "hung")
+    assert _intent_on_disk("a0") and _intent_on_disk("a1")  # the first one went with the second

@@ -22,7 +22,7 @@ from fleetctl.diagnosis.redact import Redactor
 from fleetctl.fleet.profiles import FleetSettings, Profile
 from fleetctl.healing import incidents
 from fleetctl.healing.observe import Observation
-from fleetctl.systemd.journal import agent_tail
+from fleetctl.systemd.journal import JournalTail, agent_tail
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,31 @@ def history(agent: str, now: float | None = None) -> list[str]:
     return lines
 
 
-def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) -> Evidence:
-    p, info = obs.profile, obs.info
-    got = agent_tail(p.name, LOG_LINES)
+@dataclass(frozen=True)
+class Collected:
+    """What the evidence reads from the journal and the disk: the slow part of it (two
+    journalctl runs, the agent's validator), and read-only, so the watchdog reads it while the
+    confirming looks are still out (observe.confirm), not after."""
+
+    log: JournalTail
+    config_valid: bool | None
+    config_detail: str
+    history: tuple[str, ...]
+
+
+def collect(p: Profile) -> Collected:
     valid, detail = config_problem(p)
+    return Collected(agent_tail(p.name, LOG_LINES), valid, detail, tuple(history(p.name)))
+
+
+def gather(
+    obs: Observation, recent_ooms: int, changed: tuple[str, ...] = (), collected: Collected | None = None
+) -> Evidence:
+    """The evidence for a confirmed failure: the unit as the last look saw it, and `collected`
+    (read now when not given)."""
+    p, info = obs.profile, obs.info
+    c = collected if collected is not None else collect(p)
+    got, valid, detail = c.log, c.config_valid, c.config_detail
     props = {
         "ActiveState": info.active_state,
         "SubState": info.sub_state,
@@ -113,7 +134,7 @@ def gather(obs: Observation, recent_ooms: int, changed: tuple[str, ...] = ()) ->
         has_alternate_credentials=bool(p.alternate_secrets_files),
         config_detail=detail if valid is False else "",
         changed_since_healthy=changed,
-        history=tuple(history(p.name)),
+        history=c.history,
     )
     return Evidence(incident, got.source, detail)
 

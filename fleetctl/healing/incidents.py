@@ -59,14 +59,26 @@ def _append_line(path: Path, line: bytes) -> None:
 def append(
     record: dict[str, Any], path: Path | None = None, max_bytes: int = MAX_BYTES, keep: int = KEEP
 ) -> None:
+    append_many([record], path, max_bytes, keep)
+
+
+def append_many(
+    records: list[dict[str, Any]], path: Path | None = None, max_bytes: int = MAX_BYTES, keep: int = KEEP
+) -> None:
+    """Several records with one write() and one fsync (the watchdog's intents for agents it acts
+    on at once)."""
+    if not records:
+        return
     path = path or log_path()
-    line = (json.dumps({"schema": SCHEMA, **record}, sort_keys=True, default=str) + "\n").encode()
+    lines = b"".join(
+        (json.dumps({"schema": SCHEMA, **r}, sort_keys=True, default=str) + "\n").encode() for r in records
+    )
     try:
-        if path.stat().st_size + len(line) > max_bytes:
+        if path.stat().st_size + len(lines) > max_bytes:
             _rotate(path, keep)
     except FileNotFoundError:
         pass
-    _append_line(path, line)
+    _append_line(path, lines)
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:

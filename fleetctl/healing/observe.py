@@ -86,41 +86,65 @@ def classify(
 
 
 def _look(mgr: SystemdManager, profiles: Sequence[Profile]) -> dict[str, Observation]:
-    return _finish(_start_look(mgr, profiles))
+    return _finish(start_look(mgr, profiles))
 
 
 @dataclass
-class _Look:
+class Look:
     """One look in flight: unit states read, health probes running in their own thread."""
 
     profiles: Sequence[Profile]
     infos: dict[str, UnitInfo]
     probes: Future[dict[str, HealthResult]]
     started: float = 0.0  # time.monotonic() when it was started
+    # The agents found running that `probes`, started before the unit states were read, left out.
+    late: Future[dict[str, HealthResult]] | None = None
 
 
-_probers = ThreadPoolExecutor(max_workers=CONFIRM_ROUNDS + 1, thread_name_prefix="look")
+# Up to 1 + CONFIRM_ROUNDS looks are out at once, each with up to two sets of probes.
+_probers = ThreadPoolExecutor(max_workers=2 * (CONFIRM_ROUNDS + 1), thread_name_prefix="look")
 
 
-def _start_look(mgr: SystemdManager, profiles: Sequence[Profile]) -> _Look:
+def _running(info: UnitInfo) -> bool:
+    return info.active_state in ("active", "reloading")
+
+
+def _probe(profiles: Sequence[Profile]) -> Future[dict[str, HealthResult]]:
+    targets = [(p.name, health_url(p), p.health.timeout, p.health.expected_status) for p in profiles]
+    return _probers.submit(probe_many, targets)
+
+
+def start_look(mgr: SystemdManager, profiles: Sequence[Profile], probe_first: Sequence[Profile] = ()) -> Look:
+    """Read the units' states and probe the running agents' health.
+
+    `probe_first`: agents to probe at once, before the states are read (those the last look
+    found running). A confirming look then starts its probes, and so their timeout, on
+    schedule, not after reading a hundred units' states (~0.1 s). Only the health of agents
+    running now counts, as if only they had been probed; an agent running now that was not
+    probed first is probed as soon as its state says so."""
     # D-Bus on this thread (the connection is not thread-safe); the probes, which may wait a
     # whole health timeout on a hung agent, on another.
     started = time.monotonic()
+    early = _probe(probe_first) if probe_first else None
     units = {p.name: paths.unit_name(p.name) for p in profiles}
     by_unit = mgr.units(units.values())
     infos = {p.name: by_unit[units[p.name]] for p in profiles}
-    running = [p for p in profiles if infos[p.name].active_state in ("active", "reloading")]
-    targets = [(p.name, health_url(p), p.health.timeout, p.health.expected_status) for p in running]
-    return _Look(profiles, infos, _probers.submit(probe_many, targets), started)
+    probed = {p.name for p in probe_first}
+    rest = [p for p in profiles if _running(infos[p.name]) and p.name not in probed]
+    if early is None:
+        return Look(profiles, infos, _probe(rest), started)
+    return Look(profiles, infos, early, started, _probe(rest) if rest else None)
 
 
-def _finish(look: _Look) -> dict[str, Observation]:
-    results = look.probes.result()
+def _finish(look: Look) -> dict[str, Observation]:
+    results = dict(look.probes.result())
+    if look.late is not None:
+        results.update(look.late.result())
     now = time.time()
     out = {}
     for p in look.profiles:
         info = look.infos[p.name]
-        health = results.get(p.name)
+        health = results.get(p.name) if _running(info) else None
         cause: Cause = "unknown"
         if info.active_state == "inactive" and info.result in ("success", "") and info.load_state == "loaded":
             cause = stop_cause(paths.unit_name(p.name))
@@ -138,22 +162,24 @@ def observe_ahead(
     profiles: Sequence[Profile],
     rounds: int = CONFIRM_ROUNDS,
     interval: float = CONFIRM_INTERVAL,
-) -> tuple[dict[str, Observation], list[_Look]]:
+    first: Look | None = None,
+) -> tuple[dict[str, Observation], list[Look]]:
     """The first look, and the confirming looks that had to start while it was still out.
 
     A fleet that answers within `interval` costs one look, as `observe`. While a probe is
     still out (a slow or hung agent), the next looks start on schedule, `interval` apart, for
     every agent: `confirm` then only collects them, so a hung agent costs about one health
     timeout plus the intervals in all, instead of one timeout before the confirming looks even
-    start."""
-    first = _start_look(mgr, profiles)
-    ahead: list[_Look] = []
+    start. `first`: the first look, if the caller sent it already (start_look)."""
+    first = first or start_look(mgr, profiles)
+    running = [p for p in profiles if _running(first.infos[p.name])]
+    ahead: list[Look] = []
     for k in range(1, rounds + 1):
         try:
             first.probes.result(timeout=max(0.0, first.started + k * interval - time.monotonic()))
             break
         except TimeoutError:
-            ahead.append(_start_look(mgr, profiles))
+            ahead.append(start_look(mgr, profiles, probe_first=running))
     return _finish(first), ahead
 
 
@@ -163,7 +189,7 @@ def confirm(
     rounds: int = CONFIRM_ROUNDS,
     interval: float = CONFIRM_INTERVAL,
     first_look: float | None = None,
-    ahead: Sequence[_Look] = (),
+    ahead: Sequence[Look] = (),
 ) -> dict[str, Observation]:
     """The suspects that were failing at every look, with their latest observation.
 
@@ -184,7 +210,8 @@ def confirm(
     for _ in range(rounds - len(looks)):
         time.sleep(max(0.0, last + interval - time.monotonic()))
         last = time.monotonic()
-        looks.append(_start_look(mgr, [o.profile for o in suspects.values()]))
+        running = [o.profile for o in suspects.values() if _running(o.info)]
+        looks.append(start_look(mgr, [o.profile for o in suspects.values()], probe_first=running))
     left = dict(suspects)
     for look in looks:
         again = _finish(look)

@@ -22,6 +22,10 @@ from fleetctl.healing.state import AgentState
 from fleetctl.secrets.known import FleetSecrets, agent_secret_files
 from fleetctl.systemd.manager import SystemdManager
 
+# How often a restarted agent's health endpoint is tried while it starts (its unit state is
+# read every 0.25 s): an agent that answers is seen within this, not within a quarter second.
+VERIFY_PROBE_INTERVAL = 0.05
+
 
 @dataclass
 class Ctx:
@@ -59,9 +63,14 @@ def _rebase(ctx: Ctx) -> None:
     restarts.rebase(ctx.st, ctx.mgr.units([ctx.unit])[ctx.unit], time.time())
 
 
-def _count_restart(ctx: Ctx) -> None:
+def _intend_restart(ctx: Ctx, action: str) -> None:
+    """The intent and the restart's count, on disk before the restart: counted first, so that
+    one write carries both (the state file is written whole; a second write would cost every
+    agent acted on at once another fsync before it can be fixed). Should the intent not reach
+    the disk, nothing is restarted and the count errs toward the flap limit."""
     backoff.note_restart(ctx.st, ctx.profile.restart.delay, time.time())
-    ctx.save()
+    ctx.intend(action)
+    ctx.save()  # writes nothing if intend just saved; the count alone when an intent was already out
 
 
 def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
@@ -74,8 +83,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
     from fleetctl.lifecycle.readiness import job_timeout, wait_all_healthy
 
     p = ctx.profile
-    ctx.intend("restart")
-    _count_restart(ctx)
+    _intend_restart(ctx, "restart")
     try:
         if hung:
             ctx.mgr.kill(ctx.unit, signal.SIGKILL, "all")
@@ -84,7 +92,9 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
         job = ctx.mgr.restart([ctx.unit], timeout=job_timeout([p])).get(ctx.unit, "?")
     except FleetError as e:
         return Verified(False, f"restart failed: {_first_line(e)}")
-    ready = wait_all_healthy(ctx.mgr, [p], lambda _: None, grace=p.health.startup_grace)
+    ready = wait_all_healthy(
+        ctx.mgr, [p], lambda _: None, grace=p.health.startup_grace, probe_interval=VERIFY_PROBE_INTERVAL
+    )
     _rebase(ctx)
     if p.name in ready.healthy:
         return Verified(True, f"healthy {ready.healthy[p.name]:.1f}s after restart")
@@ -95,8 +105,7 @@ def restore_config(ctx: Ctx, reason: str) -> Verified:
     """configs.apply restores last-known-good, restarts and verifies through the grace period."""
     from fleetctl.configs.apply import restore_last_known_good
 
-    ctx.intend("restore_config")
-    _count_restart(ctx)
+    _intend_restart(ctx, "restore_config")
     notes: list[str] = []
     try:
         result = restore_last_known_good(ctx.profile, reason, source="watchdog", say=notes.append)

@@ -17,6 +17,7 @@ a fix that verified             -> send the warm-up prompt
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,9 +135,15 @@ def _port_holder(obs: Observation) -> ports.Holder | None:
     return None if obs.info.main_pid else ports.holder(obs.profile.port)
 
 
-def respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, dict[str, Any]]:
-    """Handle one confirmed failure; return the result and the diagnosis part of the record."""
-    result, record = _respond(ctx, obs, chain)
+def respond(
+    ctx: Ctx, obs: Observation, chain: list[Provider], collected: Future[evidence.Collected] | None = None
+) -> tuple[Result, dict[str, Any]]:
+    """Handle one confirmed failure; return the result and the diagnosis part of the record.
+
+    `collected`: the evidence being read since the failure was suspected, if it is. Waited
+    for only where it is needed: an agent in backoff is answered at once, as before, however
+    slow the journal is to read."""
+    result, record = _respond(ctx, obs, chain, collected)
     rule = record.get("rules")
     if (
         result.verification == "healthy"
@@ -160,7 +167,9 @@ def _repeat(ctx: Ctx, rule: str | None, now: float) -> str | None:
     )
 
 
-def _respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result, dict[str, Any]]:
+def _respond(
+    ctx: Ctx, obs: Observation, chain: list[Provider], collected: Future[evidence.Collected] | None
+) -> tuple[Result, dict[str, Any]]:
     p, st, now = ctx.profile, ctx.st, time.time()
     if backoff.in_backoff(st, now):
         assert st.backoff_until is not None
@@ -169,7 +178,10 @@ def _respond(ctx: Ctx, obs: Observation, chain: list[Provider]) -> tuple[Result,
     kinds = changes.changed(st, p)
     changed = changes.describe(kinds, p)
     ev = evidence.gather(
-        obs, len(backoff.prune(st.oom_kills, now)), tuple(changed.split(", ")) if changed else ()
+        obs,
+        len(backoff.prune(st.oom_kills, now)),
+        tuple(changed.split(", ")) if changed else (),
+        collected.result() if collected is not None else None,
     )
     outcome = evidence.run_chain(ev, chain, redactor)
     d = outcome.diagnosis

@@ -3,102 +3,24 @@
 Overlapping runs (a slow run and the next cron tick) must never both act: the second one finds
 the flock taken and exits at once (LockedError, exit 75). The lock dies with its holder, so a
 run killed by SIGKILL never blocks the next one.
+
+This module only takes the lock and sends the first look; the rest of the run (runner.py:
+triage, confirmation, diagnosis, remedies, records) is imported while that look is out.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fleetctl.common import paths
-from fleetctl.common.atomic import write_atomic
-from fleetctl.common.errors import FleetError
 from fleetctl.common.locks import file_lock
-from fleetctl.diagnosis.providers import preload
-from fleetctl.fleet.profiles import Fleet, load_fleet
-from fleetctl.healing import backoff, changes, incidents, intent, restarts
-from fleetctl.healing import state as state_mod
-from fleetctl.healing.evidence import providers
-from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, Observation, confirm, observe_ahead
-from fleetctl.healing.record import Recorder
-from fleetctl.healing.remedy import Ctx
-from fleetctl.healing.respond import Result, flap_hold, respond
-from fleetctl.secrets import known
-from fleetctl.systemd import mask
+from fleetctl.fleet.profiles import load_fleet
+from fleetctl.healing.observe import CONFIRM_INTERVAL, CONFIRM_ROUNDS, start_look
+from fleetctl.healing.report import RunReport, Say
 from fleetctl.systemd.manager import SystemdManager
 
 LOCK_FILE = "watchdog.lock"
-MAX_WORKERS = 16  # agents handled at once; each holds a D-Bus connection and maybe an LLM call
-
-Say = Callable[[str], None]
-
-
-@dataclass
-class RunReport:
-    time: float
-    duration: float = 0.0
-    agents_checked: int = 0
-    counts: dict[str, int] = field(default_factory=dict)  # status -> agents
-    records: list[dict[str, Any]] = field(default_factory=list)  # incidents written this run
-    held: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def actions(self) -> int:
-        return sum(1 for r in self.records if r["action"] != "none")
-
-    @property
-    def ok(self) -> bool:
-        """Nothing needs a human: no agent held, every fix verified (or waiting), no errors."""
-        # "interrupted" closes an earlier run's action; this run handles the agent as it finds it.
-        bad = [
-            r
-            for r in self.records
-            if r["action"] != "none" and r["verification"] not in ("healthy", "waiting", "interrupted")
-        ]
-        return not (bad or self.held or self.problems)
-
-    def heartbeat(self) -> dict[str, Any]:
-        # "ok" is about the run itself (it looked at every agent and could act): an agent held
-        # for a human is the agent's trouble, paged once at escalation, not a sign that the
-        # watchdog is not running. oversee's watchdog-stale reads only "ok" and the time.
-        return {
-            "time": incidents.iso(self.time),
-            "ts": self.time,
-            "ok": not self.problems,
-            "needs_human": not self.ok,
-            **({"error": "; ".join(self.problems)[:300]} if self.problems else {}),
-            "agents_checked": self.agents_checked,
-            "actions": self.actions,
-            "duration_s": round(self.duration, 2),
-            "held": self.held,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": 1,
-            **self.heartbeat(),
-            "counts": self.counts,
-            "incidents": self.records,
-            "problems": self.problems,
-        }
-
-
-def _installed_at() -> float | None:
-    """When the fleet was last installed (the manifest's mtime); None if unknown."""
-    from fleetctl.lifecycle import manifest
-
-    try:
-        return manifest.manifest_path().stat().st_mtime
-    except OSError:
-        return None
 
 
 def lock_path() -> Path:
@@ -113,211 +35,15 @@ def run(
 ) -> RunReport:
     fleet = load_fleet(profiles_dir)  # a broken profile is reported before taking the lock
     with file_lock(lock_path(), "fleetctl watchdog"):
-        from fleetctl.lifecycle.cron import rotate_log
-
-        rotate_log()
-        return _Run(fleet, say).go(confirm_rounds, confirm_interval)
-
-
-class _Run:
-    def __init__(self, fleet: Fleet, say: Say) -> None:
-        self.fleet = fleet
-        self.report = RunReport(time=time.time())
-        self.state, problem = state_mod.load()
-        # Cron runs this every minute: a healthy fleet must cost no writes but the heartbeat.
-        self._saved = self.state.to_json(with_last_look=False)
-        if problem:
-            self.report.problems.append(problem)
-        self.fenv = known.load(fleet)
-        self.report.problems += self.fenv.problems
-        self.chain = providers(self.fenv.env, fleet.settings)
-        self._lock = threading.Lock()
-        self._say = say
-        self.recorder = Recorder(uuid.uuid4().hex[:12], self.fenv)
-
-    def say(self, line: str) -> None:
-        # What is said ends up in cron.log: scrubbed like everything else that is stored.
-        with self._lock:
-            self._say(self.fenv.mask(line))
-
-    def save(self) -> None:
-        # Written only when something but the time of the last look changed: a healthy pass
-        # every minute writes nothing but its heartbeat. (An unsaved last_look is harmless:
-        # restarts are counted from NRestarts; the journal only dates them, and no restart
-        # happened in a pass that found the counters unchanged.)
-        with self._lock:
-            text = self.state.to_json(with_last_look=False)
-            if text != self._saved:
-                state_mod.save(self.state)
-                self._saved = text
-
-    def go(self, rounds: int, interval: float) -> RunReport:
         started = time.monotonic()
         with SystemdManager() as mgr:
-            seen, ahead = observe_ahead(mgr, self.fleet.profiles, rounds, interval)
-            self._close_interrupted(seen)
-            suspects, flapping = self._triage(seen, mgr)
-            self.save()
-            # A failure to confirm may need the LLMs: their SDKs load while the looks run.
-            if suspects:
-                preload(self.chain)
-            confirmed = confirm(mgr, suspects, rounds, interval, first_look=started, ahead=ahead)
-        for name in sorted(set(suspects) - set(confirmed)):
-            self.report.counts["recovered"] = self.report.counts.get("recovered", 0) + 1
-            self.say(f"{name}: {suspects[name].symptom}, but fine on a second look; no action")
-        work = [(o, True) for o in confirmed.values()] + [(o, False) for o in flapping.values()]
-        if work:
-            with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(work))) as pool:
-                list(pool.map(lambda w: self._handle(*w), work))
-        self.report.held = sorted(
-            n for n, st in self.state.agents.items() if st.held and n in self.fleet.names
-        )
-        self.report.duration = time.monotonic() - started
-        self.save()
-        write_atomic(paths.heartbeat_file("watchdog"), json.dumps(self.report.heartbeat()) + "\n", 0o600)
-        return self.report
+            # The first look goes out first: the confirming looks are timed from it, and so is
+            # the end of a run that finds a hung agent. What only the rest of the run needs
+            # (diagnosis, remedies, records: ~50 ms of imports, the state, the secrets) is
+            # loaded while its probes are out.
+            first = start_look(mgr, fleet.profiles)
+            from fleetctl.healing.runner import Runner
+            from fleetctl.lifecycle.cron import rotate_log
 
-    def _triage(
-        self, seen: dict[str, Observation], mgr: SystemdManager
-    ) -> tuple[dict[str, Observation], dict[str, Observation]]:
-        """Bookkeeping for every agent; returns (suspected failures, flapping agents)."""
-        now = time.time()
-        installed_at = _installed_at()
-        suspects: dict[str, Observation] = {}
-        flapping: dict[str, Observation] = {}
-        for name, o in seen.items():
-            self.report.counts[o.status] = self.report.counts.get(o.status, 0) + 1
-            if o.status == "not-installed":
-                continue
-            self.report.agents_checked += 1
-            st = self.state.agent(name)
-            by_systemd = restarts.observe(st, o.info, o.info.name, now, installed_at)
-            if by_systemd.count:
-                # Every restart systemd did is an incident and counts toward the flap limit,
-                # whatever the watchdog does about the agent now (also when it is held).
-                limit = o.profile.restart.max_restarts_per_hour
-                detail = (
-                    f"{o.status} now; {backoff.restarts_last_hour(st, now)} restart(s) in the last hour "
-                    f"count toward the flap limit ({limit})"
-                )
-                result = Result("none", "n/a", detail, extra={"restarts": by_systemd.count})
-                self._record(o, result, {}, f"restarted by systemd: {by_systemd.describe()}", now)
-            if o.status == "healthy":
-                changes.note_healthy(st, o.profile, o.info.active_enter_timestamp / 1e6)
-            if o.status == "held" and not st.held:
-                self.say(
-                    f"{name}: masked, but not held in the watchdog's state; `fleetctl ack {name}` unmasks it"
-                )
-                continue
-            if st.held and o.status != "held":
-                # Held but not masked: a hold from before holds were masks, or a mask removed by
-                # hand. The hold lasts until ack: mask again (a running agent keeps running).
-                try:
-                    mask.mask(mgr, o.info.name)
-                    self.say(f"{name}: held but not masked; masked again (`fleetctl ack {name}` releases it)")
-                except (OSError, FleetError) as e:
-                    self.report.problems.append(f"{name}: could not mask the held unit: {e}")
-            if st.held:
-                self.say(
-                    f"{name}: held since {incidents.iso(st.held.since)} ({st.held.reason}); "
-                    f"`fleetctl ack {name}` to resume"
-                )
-                continue
-            if o.status == "failing":
-                suspects[name] = o
-                continue
-            if backoff.would_flap(st, o.profile.restart.max_restarts_per_hour, now):
-                flapping[name] = o
-                continue
-            if o.status == "healthy":
-                backoff.note_healthy(st, o.uptime, now)
-        return suspects, flapping
-
-    def _handle(self, o: Observation, failing: bool) -> None:
-        started = time.monotonic()
-        name = o.profile.name
-        st = self.state.agent(name)
-        try:
-            with SystemdManager() as mgr:
-                symptom = o.symptom if failing else "too many restarts"
-                ctx = Ctx(
-                    self.fleet,
-                    o.profile,
-                    st,
-                    mgr,
-                    self.fenv,
-                    self.save,
-                    self.say,
-                    intend=lambda action: self._intend(o, action, symptom),
-                )
-                if failing:
-                    result, diag = respond(ctx, o, self.chain)
-                else:
-                    count = backoff.restarts_last_hour(st, time.time())
-                    result, diag = flap_hold(ctx, count), {}
-        except Exception as e:  # one agent's trouble must not cost the others their turn
-            problem = self.fenv.mask(f"{name}: {type(e).__name__}: {(str(e).split(chr(10)) or [''])[0]}")
-            with self._lock:
-                self.report.problems.append(problem)
-            result, diag = Result("error", "failed", problem), {}
-        symptom = o.symptom if failing else "too many restarts"
-        self._record(o, result, diag, symptom, time.time(), time.monotonic() - started)
-
-    def _record(
-        self,
-        o: Observation,
-        result: Result,
-        diag: dict[str, Any],
-        symptom: str,
-        now: float,
-        duration: float = 0.0,
-    ) -> None:
-        rec = self.recorder.record(o.profile, result, diag, symptom, now, duration)
-        st = self.state.agent(o.profile.name)
-        it = st.intent
-        if it is not None and it.run == self.recorder.run_id:
-            rec["completes"] = it.id
-        with self._lock:
-            self.recorder.write(rec)
-            self.report.records.append(rec)
-            self._say(self.fenv.mask(self.recorder.line(rec)))
-        if it is not None and it.run == self.recorder.run_id:
-            st.intent = None
-            self.save()
-
-    # --- write-ahead: every action reaches the incident log (intent.py) ------------------------
-    def _intend(self, o: Observation, action: str, symptom: str) -> None:
-        """Before the first change to the agent in this run: the intent, on disk."""
-        st = self.state.agent(o.profile.name)
-        if st.intent is not None and st.intent.run == self.recorder.run_id:
-            return  # one intent per agent per run; the final record names every step
-        redact = self.fenv.mask
-        it = intent.new(action, self.recorder.run_id, redact(symptom))
-        with self._lock:
-            incidents.append(intent.record(o.profile.name, it))
-        st.intent = it
-        self.save()
-
-    def _close_interrupted(self, seen: dict[str, Observation]) -> None:
-        """Close the intents an earlier run left open: it died between acting and recording."""
-        for name, st in sorted(self.state.agents.items()):
-            it = st.intent
-            if it is None or it.run == self.recorder.run_id:
-                continue
-            st.intent = None
-            o = seen.get(name)
-            done = incidents.completed_intents(incidents.read(agent=name, since=it.since - 1))
-            if it.id in done or o is None:  # recorded after all (died before saving the state)
-                continue
-            detail = (
-                f"the watchdog run {it.run} stopped after it began to {it.action.replace('_', ' ')} "
-                f"at {incidents.iso(it.since)}, before recording the outcome; now {o.status}"
-            )
-            rec = self.recorder.record(
-                o.profile, Result(it.action, "interrupted", detail), {}, it.symptom, time.time(), 0.0
-            )
-            rec["completes"] = it.id
-            self.recorder.write(rec)
-            self.report.records.append(rec)
-            self._say(self.recorder.line(rec))
-        self.save()
+            rotate_log()
+            return Runner(fleet, say).go(mgr, first, started, confirm_rounds, confirm_interval)

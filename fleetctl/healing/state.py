@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,26 @@ class AgentState:
             remedied_at=None if d.get("remedied_at") is None else float(d["remedied_at"]),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """What dataclasses.asdict gives, at an eighth of its cost: a run saves the whole state
+        before every action, and asdict's recursive deep copy of 100 agents took ~4 ms."""
+        return {name: _plain(getattr(self, name)) for name in _AGENT_FIELDS}
+
+
+_AGENT_FIELDS = tuple(f.name for f in fields(AgentState))
+
+
+def _plain(value: Any) -> Any:
+    # One level of copying is all an AgentState needs: lists of numbers, a dict of strings,
+    # and Hold and Intent, whose fields are plain values.
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, Hold | Intent):
+        return dict(vars(value))
+    return value
+
 
 @dataclass
 class WatchdogState:
@@ -79,12 +99,20 @@ class WatchdogState:
     def agent(self, name: str) -> AgentState:
         return self.agents.setdefault(name, AgentState())
 
-    def to_json(self, with_last_look: bool = True) -> str:
-        agents = {k: asdict(v) for k, v in sorted(self.agents.items())}
+    def to_doc(self, with_last_look: bool = True) -> dict[str, Any]:
+        """The file's content as plain data (compared cheaply, to skip writes that change nothing)."""
+        agents = {k: v.to_dict() for k, v in sorted(self.agents.items())}
         if not with_last_look:
             for a in agents.values():
                 a.pop("last_look", None)
-        return json.dumps({"version": VERSION, "agents": agents}, indent=1, sort_keys=True) + "\n"
+        return {"version": VERSION, "agents": agents}
+
+    def to_json(self, with_last_look: bool = True) -> str:
+        return dumps(self.to_doc(with_last_look))
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
 def state_path() -> Path:
@@ -130,4 +158,9 @@ def load(path: Path | None = None) -> tuple[WatchdogState, str | None]:
 
 
 def save(state: WatchdogState, path: Path | None = None) -> None:
-    write_atomic(path or state_path(), state.to_json(), mode=0o600)
+    save_doc(state.to_doc(), path)
+
+
+def save_doc(doc: dict[str, Any], path: Path | None = None) -> None:
+    """Write what WatchdogState.to_doc() gave."""
+    write_atomic(path or state_path(), dumps(doc), mode=0o600)
