@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from usermanager import UserManager, free_port  # noqa: E402
+from usermanager import UserManager, copy_checkout, free_port  # noqa: E402
 
 # Runs inside the namespaces as the user: `rounds` rounds, each command once per round.
 TIMER = r"""
@@ -113,17 +113,8 @@ def install_pm2(prefix: Path) -> Path | None:
 def install_as_user(m: UserManager) -> str:
     """This checkout installed by the bed's user with ./install.sh, as the quickstart does (a
     venv in ~/.local/share/fleetctl, the system's python3); that venv's python."""
-    files = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
     checkout = m.home / "src" / "fleetctl"
-    for rel in files:
-        if (REPO / rel).is_file():
-            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, checkout / rel)
+    copy_checkout(REPO, checkout)
     m.give(m.home / "src")
     env = m.ns_env(PATH="/usr/bin:/bin")
     r = m.run(["sh", "./install.sh"], env=env, cwd=checkout, timeout=900)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import HOST_NETNS, Fleetctl, on_host_network
+from usermanager import copy_checkout
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -59,17 +60,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_quickstart_runs_as_a_normal_user(fleetctl: Fleetctl, wheelhouse: Path) -> None:
     m = fleetctl.manager
     checkout = m.home / "src" / "fleetctl"
-    files = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, checkout / rel)
+    copy_checkout(REPO, checkout)
     wheels = m.home / "wheels"
     shutil.copytree(wheelhouse, wheels)
     m.give(m.home / "src", wheels)

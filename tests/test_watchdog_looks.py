@@ -15,18 +15,24 @@ from fleetctl.fleet.profiles import load_fleet
 from fleetctl.healing.observe import _finish, confirm, observe_ahead
 
 
-def test_looks_start_ahead_while_a_probe_is_out(fleetctl: Fleetctl, tmp_path: Path) -> None:
+def _installed(fleetctl: Fleetctl, tmp_path: Path, names: tuple[str, ...], grace: float):  # type: ignore[no-untyped-def]
+    """Demo agents `names` (2 s health timeout) installed and past their start-up grace."""
     d = tmp_path / "profiles"
     d.mkdir()
     (d / "fleet.toml").write_text(
         '[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n'
-        "[defaults.health]\ntimeout = 2\nstartup_grace = 1\n"
+        f"[defaults.health]\ntimeout = 2\nstartup_grace = {grace:g}\n"
     )
-    for name in ("hung", "fine", "also"):
+    for name in names:
         (d / f"{name}.toml").write_text(f"port = {free_port()}\n")
     fleetctl("install", str(d))
-    fleetctl.wait_past_grace("hung", 1)
-    profiles = load_fleet(d).profiles
+    for name in names:
+        fleetctl.wait_past_grace(name, grace)
+    return load_fleet(d).profiles
+
+
+def test_looks_start_ahead_while_a_probe_is_out(fleetctl: Fleetctl, tmp_path: Path) -> None:
+    profiles = _installed(fleetctl, tmp_path, ("hung", "fine", "also"), grace=1)
 
     with fleetctl.systemd() as mgr:
         # All healthy: one look, nothing started ahead.
@@ -52,17 +58,7 @@ def test_confirming_looks_probe_first_and_count_only_running_agents(
     """A confirming look probes the agents the first look found running before it reads the
     units' states (observe._start_look's probe_first); what counts is still the state it reads:
     an agent stopped since is not probed as far as the look says, one started since is probed."""
-    d = tmp_path / "profiles"
-    d.mkdir()
-    (d / "fleet.toml").write_text(
-        '[defaults]\ncommand = ["{python}", "-m", "fleetctl.demo_agent"]\n'
-        "[defaults.health]\ntimeout = 2\nstartup_grace = 3\n"
-    )
-    for name in ("hung", "gone", "late"):
-        (d / f"{name}.toml").write_text(f"port = {free_port()}\n")
-    fleetctl("install", str(d))
-    time.sleep(3.5)  # past the start-up grace
-    profiles = load_fleet(d).profiles
+    profiles = _installed(fleetctl, tmp_path, ("hung", "gone", "late"), grace=3)
 
     with fleetctl.systemd() as mgr, fleetctl.systemd() as other:
         other.stop(["fleet-late.service"])

@@ -491,6 +491,21 @@ def _hidden_interpreter_dir() -> Path | None:
 _handed_out: set[int] = set()
 
 
+def copy_checkout(repo: Path, dest: Path) -> None:
+    """The files git would check out (tracked, and new ones it does not ignore), copied to
+    `dest`: a user's own checkout, for what runs ./install.sh as that user."""
+    files = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-co", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for rel in files:
+        if (repo / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / rel, dest / rel)
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now, never the same one twice in this process.
 
