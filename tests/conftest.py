@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from usermanager import UserManager  # noqa: E402
+from usermanager import UserManager, started_managers  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CLONE_NEWNET = 0x40000000
@@ -105,6 +105,17 @@ def user_manager_volatile() -> Iterator[UserManager]:
         yield manager
     finally:
         manager.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_cron_left_running() -> Iterator[None]:
+    """A test that starts a bed's cron daemon stops it: left running, it would run every later
+    test's installed crontab (a `fleetctl watchdog` racing the test's own runs for the lock)."""
+    yield
+    left = [m for m in started_managers() if m.cron is not None]
+    for m in left:
+        m.stop_cron()
+    assert not left, "the test left the bed's cron daemon running (call stop_cron())"
 
 
 REPO = Path(__file__).parent.parent

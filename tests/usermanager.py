@@ -238,8 +238,10 @@ class UserManager:
             time.sleep(0.05)
         self.ns_pid = self._find_ns_init()
         self._wait_bus(deadline)
+        _started.add(self)
 
     def stop(self) -> None:
+        _started.discard(self)
         if self.proc is not None:
             if self.ns_pid:
                 _kill(self.ns_pid)
@@ -486,6 +488,14 @@ def _hidden_interpreter_dir() -> Path | None:
             child = target.parents[target.parents.index(parent) - 1] if parent != target.parent else target
             return child
     return None
+
+
+_started: set[UserManager] = set()
+
+
+def started_managers() -> list[UserManager]:
+    """The managers started in this process and not stopped yet."""
+    return list(_started)
 
 
 _handed_out: set[int] = set()
