@@ -23,6 +23,8 @@ MAX_PROFILE_BYTES = 64 * 1024  # a profile is a screenful; anything bigger is a 
 
 @dataclass(frozen=True)
 class Health:
+    """[health]: how the agent's health is probed, and how long it may take to come up."""
+
     path: str
     ready_path: str | None
     timeout: float
@@ -33,6 +35,8 @@ class Health:
 
 @dataclass(frozen=True)
 class Restart:
+    """[restart]: systemd's restart policy, backoff and stop, and the watchdog's flap limit."""
+
     policy: str
     delay: float
     max_delay: float | None
@@ -48,6 +52,8 @@ class Restart:
 
 @dataclass(frozen=True)
 class Resources:
+    """[resources]: the unit's memory, CPU and task limits."""
+
     memory_max: str | None
     cpu_quota: str | None
     tasks_max: int | None
@@ -55,6 +61,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class Sandbox:
+    """[sandbox]: whether the unit is sandboxed, the paths it may use, the directives relaxed."""
+
     enabled: bool
     read_write_paths: tuple[str, ...]
     read_only_paths: tuple[str, ...]
@@ -63,6 +71,8 @@ class Sandbox:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """[config]: the agent's config file, its format, and how a new version is checked."""
+
     file: str | None
     format: str
     schema: str | None
@@ -71,17 +81,23 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class Warmup:
+    """[warmup]: the prompt sent after a restart the watchdog verified."""
+
     path: str
     prompt: str | None
 
 
 @dataclass(frozen=True)
 class Watchdog:
+    """[watchdog]: how the watchdog treats this agent's log text (redaction)."""
+
     redact: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class UserCheck:
+    """One [[oversight.checks]] entry: a command whose failure oversee raises."""
+
     name: str
     command: tuple[str, ...]
     timeout: float
@@ -89,6 +105,8 @@ class UserCheck:
 
 @dataclass(frozen=True)
 class Oversight:
+    """[oversight]: what oversee reads from the agent (usage, inbox) and the checks it runs."""
+
     usage_path: str | None
     rate_limits: tuple[tuple[str, int], ...]
     inbox_path: str | None
@@ -97,6 +115,8 @@ class Oversight:
 
 @dataclass(frozen=True)
 class Cost:
+    """[cost]: where the agent reports its token use and spend."""
+
     path: str | None
     format: str
     token_env: str | None
@@ -104,6 +124,8 @@ class Cost:
 
 @dataclass(frozen=True)
 class Budget:
+    """[budget]: the agent's daily spending limit, what happens past it, the rate alarm."""
+
     usd_per_day: float | None
     on_exceed: str
     spend_rate_factor: float
@@ -111,6 +133,8 @@ class Budget:
 
 @dataclass(frozen=True)
 class Kubernetes:
+    """[kubernetes]: the image, command and storage `fleetctl export kubernetes` uses."""
+
     image: str | None = None
     command: tuple[str, ...] = ()
     storage: str = "1G"
@@ -118,6 +142,8 @@ class Kubernetes:
 
 @dataclass(frozen=True)
 class Profile:
+    """One agent, as its profile and the fleet's defaults describe it."""
+
     name: str
     source: Path
     description: str
@@ -147,6 +173,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class FleetSettings:
+    """fleet.toml's fleet-wide settings (not the per-agent [defaults])."""
+
     watchdog_interval_minutes: int = 1
     groq_model: str = "llama-3.1-8b-instant"
     anthropic_model: str = "claude-haiku-4-5"
@@ -161,6 +189,8 @@ class FleetSettings:
 
 @dataclass(frozen=True)
 class Fleet:
+    """A profiles folder, read and checked: its agents and its fleet-wide settings."""
+
     directory: Path
     profiles: tuple[Profile, ...]
     settings: FleetSettings = field(default_factory=FleetSettings)

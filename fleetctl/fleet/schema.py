@@ -20,6 +20,8 @@ Check = Callable[[Any], str | None]  # returns a problem ("must be ...") or None
 
 @dataclass(frozen=True)
 class Setting:
+    """One profile key: its type, default and what it means (docs/profiles.md is made from these)."""
+
     key: str
     kind: str  # "str" | "int" | "number" | "bool" | "list[str]" | "list[int]" | "table[str]" | "list[table]"
     default: Any = None

@@ -24,6 +24,8 @@ PHASE = incidents.INTENT_PHASE
 
 @dataclass
 class Intent:
+    """An action the watchdog is about to take, recorded before it takes it."""
+
     id: str
     action: str
     since: float

@@ -32,6 +32,8 @@ class Hold:
 
 @dataclass
 class AgentState:
+    """What the watchdog remembers of one agent between runs."""
+
     n_restarts: int | None = None  # systemd's NRestarts at the last look; None: never seen
     systemd_restarts: list[float] = field(default_factory=list)  # one stamp per NRestarts step
     watchdog_restarts: list[float] = field(default_factory=list)  # restarts this watchdog did
@@ -94,6 +96,8 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class WatchdogState:
+    """The watchdog's memory between runs: one AgentState per agent."""
+
     agents: dict[str, AgentState] = field(default_factory=dict)
 
     def agent(self, name: str) -> AgentState:

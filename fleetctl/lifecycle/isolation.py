@@ -19,26 +19,32 @@ from fleetctl.fleet.profiles import Profile
 _OVERALL = re.compile(r"Overall exposure level for \S+:\s*([0-9]+(?:\.[0-9]+)?)\s+([A-Z]+)")
 
 
-def isolation_off(p: Profile) -> str | None:
-    """None when the agent sees only its own part of $HOME; else, plainly, why not."""
+def isolation_off(p: Profile, unit_dir: str | None = None) -> str | None:
+    """None when the agent sees only its own part of $HOME; else, plainly, why not.
+
+    `unit_dir`: paths.unit_dir(), when the caller asks for a whole fleet (status, at 200
+    agents, reads 200 unit files here)."""
     if not p.sandbox.enabled:
         return "sandbox.enabled = false in its profile"
     if "ProtectHome" in p.sandbox.relax:
         return "its profile relaxes ProtectHome (all of $HOME is readable)"
     if "PrivateUsers" in p.sandbox.relax and os.geteuid() != 0:
         return "its profile relaxes PrivateUsers (a user manager then builds no namespaces)"
-    unit = paths.unit_dir() / paths.unit_name(p.name)
+    unit = os.path.join(unit_dir or str(paths.unit_dir()), paths.unit_name(p.name))
     try:
-        text = unit.read_text(errors="replace")
+        with open(unit, "rb") as f:
+            text = f.read()
     except FileNotFoundError:
         return "not installed"
-    if "ProtectHome=tmpfs" not in text:
+    if b"ProtectHome=tmpfs" not in text:
         return "this host cannot give it namespaces (the unit runs without them; see `fleetctl doctor`)"
     return None
 
 
 @dataclass(frozen=True)
 class Exposure:
+    """systemd-analyze security's overall rating of a unit."""
+
     score: float
     label: str  # systemd's word: OK, MEDIUM, EXPOSED, UNSAFE
 

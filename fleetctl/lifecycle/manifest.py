@@ -16,6 +16,8 @@ VERSION = 1
 
 @dataclass
 class Manifest:
+    """What fleetctl installed: the profiles folder and the units it wrote."""
+
     profiles_dir: str = ""
     # unit file name -> sha256 of the text fleetctl wrote
     units: dict[str, str] = field(default_factory=dict)

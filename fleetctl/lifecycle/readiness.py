@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import Profile
-from fleetctl.systemd.manager import SystemdManager, UnitInfo
+
+if TYPE_CHECKING:  # `status` builds its probe URLs here before it imports the D-Bus client
+    from fleetctl.systemd.manager import SystemdManager, UnitInfo
 
 NAMESPACE_EXIT = 226
 
@@ -53,6 +56,8 @@ def up_word(p: Profile) -> str:
 
 @dataclass
 class Readiness:
+    """Which agents came up (and how fast) and which did not (and why)."""
+
     healthy: dict[str, float] = field(default_factory=dict)  # agent -> seconds to healthy
     failed: dict[str, UnitInfo] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)

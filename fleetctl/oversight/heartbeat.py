@@ -36,6 +36,8 @@ def iso(ts: float) -> str:
 
 @dataclass(frozen=True)
 class Heartbeat:
+    """A monitor's last sign of life: when, and whether its run went well."""
+
     time: float
     ok: bool
     detail: str  # the job's own one-line summary or error, if it wrote one

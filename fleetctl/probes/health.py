@@ -31,6 +31,8 @@ _GRACE = 0.05
 
 @dataclass(frozen=True)
 class HealthResult:
+    """One probe's answer, or why there was none."""
+
     ok: bool
     status: int | None
     latency_ms: float | None
@@ -140,6 +142,9 @@ class Probes(Generic[K]):
         plain = [t for t in self.targets if t[1].lower().startswith("http://")]
         self.batch = Batch([(key, url, timeout) for key, url, timeout, _ in plain])
         self.expected = {key: expected for key, _, _, expected in plain}
+
+    def keys(self) -> list[K]:
+        return [key for key, *_ in self.targets]
 
     def results(self, wanted: Container[K] | None = None) -> dict[K, HealthResult]:
         """Every target's result; with `wanted`, only those (the others are not waited for)."""

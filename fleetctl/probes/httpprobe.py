@@ -26,6 +26,8 @@ _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 
 @dataclass
 class _Probe:
+    """One request in flight."""
+
     key: Hashable
     sock: socket.socket
     request: bytes

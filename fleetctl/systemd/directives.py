@@ -20,6 +20,8 @@ OFF = "off"  # never rendered: the reason says why
 
 @dataclass(frozen=True)
 class Directive:
+    """One sandbox directive: what render writes, where it applies, and why."""
+
     name: str
     value: str  # what render writes after "name=" ("" for OFF rows)
     scope: str

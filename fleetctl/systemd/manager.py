@@ -66,6 +66,8 @@ Change = tuple[str, str, str]  # (type, file, destination) as EnableUnitFiles re
 
 @dataclass(frozen=True)
 class UnitInfo:
+    """A unit's state as systemd reports it over D-Bus (property names in snake case)."""
+
     name: str
     load_state: str
     active_state: str
