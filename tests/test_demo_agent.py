@@ -422,3 +422,101 @@ def test_an_idle_agent_sleeps_instead_of_polling(spawn: Spawn) -> None:
     started = time.monotonic()
     a.signal(signal.SIGTERM)
     assert a.wait_exit() == 0 and time.monotonic() - started < 5
+
+
+def _raw(port: int, data: bytes, timeout: float = 3) -> bytes:
+    """Send `data`, half-close, and read whatever comes back until the agent closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_protocol_errors_get_a_status_not_a_crash(spawn: Spawn) -> None:
+    a = spawn().start().wait_ready()
+    assert _raw(a.port, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert _raw(a.port, b"PUT /health HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 501 ")
+    big = b"POST /inbox HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"x" * 2_000_000
+    assert _raw(a.port, big).startswith(b"HTTP/1.1 413 ")
+    ok = _raw(a.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" in ok.lower()
+    assert json.loads(ok.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
+    assert a.proc is not None and a.proc.poll() is None
+
+
+_REQUEST_PARTS = [
+    b"GET ",
+    b"POST ",
+    b"/health",
+    b"/inbox",
+    b"/warmup",
+    b"?x=1&y",
+    b" HTTP/1.1",
+    b" HTTP/1.0",
+    b"\r\n",
+    b"\n",
+    b"Host: a",
+    b"Content-Length: 3",
+    b"Content-Length: -1",
+    b"Transfer-Encoding: chunked",
+    b": ",
+    b"\x00",
+    b"\xff",
+    b'{"prompt": 1}',
+    b"3\r\nabc\r\n0\r\n\r\n",
+    b" ",
+]
+
+
+def test_any_bytes_leave_the_agent_answering(spawn: Spawn) -> None:
+    # Whatever a client sends (fragments of real requests in any order, junk bytes), the
+    # agent answers with a status line or closes, and keeps serving /health afterwards.
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    a = spawn().start().wait_ready()
+    parts = st.lists(st.sampled_from(_REQUEST_PARTS) | st.binary(max_size=20), max_size=12)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(parts)
+    def check(chunks: list[bytes]) -> None:
+        out = _raw(a.port, b"".join(chunks))
+        assert out == b"" or out.startswith(b"HTTP/1.1 "), out[:80]
+
+    check()
+    assert a.get("/health").status_code == 200
+    assert a.proc is not None and a.proc.poll() is None
+
+
+def test_a_dripping_client_is_cut_off_after_the_request_timeout(spawn: Spawn) -> None:
+    # Requests are served one at a time: a client sending a byte now and then must not keep
+    # the agent from answering anyone else for longer than the handler's 5 s.
+    import socket
+    import threading
+
+    a = spawn().start().wait_ready()
+    s = socket.create_connection(("127.0.0.1", a.port))
+    stop = threading.Event()
+
+    def drip() -> None:
+        try:
+            while not stop.wait(0.5):
+                s.send(b"X")
+        except OSError:
+            pass  # the agent closed the connection: what this test waits for
+
+    t = threading.Thread(target=drip, daemon=True)
+    t.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    r = httpx.get(a.url("/health"), timeout=15)
+    waited = time.monotonic() - started
+    stop.set()
+    s.close()
+    t.join(5)
+    assert r.status_code == 200 and waited < 7.5, waited

@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetctl.cli.watchdog import parse_since
 from fleetctl.fleet.profiles import load_fleet
@@ -123,6 +126,27 @@ def test_state_doc_is_what_asdict_gives() -> None:
     s = state.WatchdogState({"x": a})
     assert json.loads(s.to_json()) == {"version": state.VERSION, "agents": {"x": asdict(a)}}
     assert "last_look" not in s.to_doc(with_last_look=False)["agents"]["x"]
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    agents=st.dictionaries(st.text(), st.dictionaries(st.text(), _json_values, max_size=4), max_size=5),
+    version=st.none() | st.integers(),
+)
+def test_state_text_is_the_json_of_its_doc(agents: dict[str, Any], version: int | None) -> None:
+    # dumps lays the file out by hand (one line per agent, each by json's C encoder): whatever
+    # the names and values, the text must read back as exactly the doc, one agent a line.
+    doc: dict[str, Any] = {"agents": agents} if version is None else {"version": version, "agents": agents}
+    text = state.dumps(doc)
+    assert json.loads(text) == doc
+    assert text.endswith("\n") and len(text.splitlines()) == (len(agents) + 2 if agents else 1)
 
 
 WRITER = """

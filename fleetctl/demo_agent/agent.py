@@ -1,8 +1,8 @@
 """The bundled stand-in agent: `python -m fleetctl.demo_agent`.
 
 It is what the example fleet runs and what tests break on purpose (bad config, crashes, slow
-starts, bad API keys, memory hogs, rate limits). Standard library only, because it must start
-in well under the watchdog's health timeout. Every event is one flushed line on stdout
+starts, bad API keys, memory hogs, rate limits). The standard library and h11 only, because it
+must start in well under the watchdog's health timeout. Every event is one flushed line on stdout
 (errors on stderr), so the journal shows it in order even when the unit is killed.
 """
 

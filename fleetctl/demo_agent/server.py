@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import socketserver
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import h11
 
 from fleetctl import __version__
 
 PRIMARY, FALLBACK = "groq", "anthropic"  # `provider` in /usage names the one in use
 WINDOW = 60.0  # seconds counted by /usage
+SERVER = f"fleet-demo-agent/{__version__}"
 
 
 @dataclass
@@ -109,54 +114,120 @@ class Agent:
             }
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "fleet-demo-agent"
+class HTTPError(Exception):
+    """A request answered with an error status instead of a route's answer."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One request per connection, parsed and framed by h11; the answer says Connection: close.
+
+    Not http.server: it imports the email package, http.client and ssl, and a demo agent
+    restarted by the watchdog spends that much longer starting (about 20 ms of its 80, times
+    every agent restarted at once, on the same cores)."""
+
     agent: Agent  # set on the subclass made in make_server()
     # Requests are served one at a time: a client that connects and sends nothing must not
     # hold the agent (and its health answer) for longer than this.
     timeout = 5
+    max_body = 1 << 20  # the largest POST body read; more is answered 413
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # no access log: the watchdog probes every minute and would drown real events
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        conn = h11.Connection(h11.SERVER)
+        try:
+            self.method, self.target, self.headers, self.raw_body = self._read(conn, sock)
+            code, ctype, body = self._route()
+        except HTTPError as e:
+            code, ctype, body = e.code, "application/json", json.dumps({"error": str(e)}).encode()
+        except (TimeoutError, OSError):
+            return  # the client went away or never finished its request: nobody to answer
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # h11 answers a request it could not parse from IDLE; anything else is closed
+        head = h11.Response(
+            status_code=code,
+            reason=HTTPStatus(code).phrase.encode(),
+            headers=[
+                ("Server", SERVER),
+                ("Content-Type", ctype),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ],
+        )
+        try:
+            sock.sendall(conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        except OSError:
+            pass  # a client that hangs up before the answer (a timed-out probe) is no error here
 
-    def _send(self, code: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def _read(self, conn: h11.Connection, sock: socket.socket) -> tuple[str, str, dict[str, str], bytes]:
+        """The request's method, target, headers (lower-case names) and body."""
+        request: h11.Request | None = None
+        body = bytearray()
+        # One deadline for the whole request, not one per recv: a client dripping a byte at a
+        # time must not hold the agent longer than `timeout` either.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                raise HTTPError(e.error_status_hint, f"bad request: {e}") from None
+            if event is h11.NEED_DATA:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("request not complete within the timeout")
+                sock.settimeout(left)
+                data = sock.recv(65536)
+                if not data and request is None:
+                    raise ConnectionResetError("closed before a request")
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self.max_body:
+                    raise HTTPError(413, f"request body over {self.max_body} bytes")
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+                return request.method.decode("ascii"), request.target.decode("latin-1"), headers, bytes(body)
+            else:  # ConnectionClosed mid-request
+                raise ConnectionResetError("closed mid-request")
+
+    def _route(self) -> tuple[int, str, bytes]:
+        if self.method == "GET":
+            return self.do_GET()
+        if self.method == "POST":
+            return self.do_POST()
+        raise HTTPError(501, f"unsupported method ({self.method})")
+
+    @staticmethod
+    def _json(code: int, payload: Any) -> tuple[int, str, bytes]:
+        return code, "application/json", json.dumps(payload).encode()
 
     def _body(self) -> Any:
-        n = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(n) or b"null")
+        return json.loads(self.raw_body or b"null")
 
-    def do_GET(self) -> None:
-        a, path = self.agent, urlsplit(self.path).path
+    def do_GET(self) -> tuple[int, str, bytes]:
+        a, path = self.agent, urlsplit(self.target).path
         with a.lock:
             lists = {"/warmup": list(a.warmups), "/inbox": list(a.inbox)}
         if path in ("/health", "/readyz"):
-            self._send(200, a.health())
-        elif path == "/api/diagnostics/prometheus":
+            return self._json(200, a.health())
+        if path == "/api/diagnostics/prometheus":
             token = os.environ.get("DEMO_METRICS_TOKEN")
-            if token and self.headers.get("Authorization") != f"Bearer {token}":
-                self._send(401, {"error": "unauthorized"})
-                return
-            body = a.prometheus().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif path == "/usage":
-            self._send(200, a.usage())
-        elif path in lists:
-            self._send(200, lists[path])
-        else:
-            self._send(404, {"error": f"no such path: {path}"})
+            if token and self.headers.get("authorization") != f"Bearer {token}":
+                return self._json(401, {"error": "unauthorized"})
+            return 200, "text/plain; version=0.0.4", a.prometheus().encode()
+        if path == "/usage":
+            return self._json(200, a.usage())
+        if path in lists:
+            return self._json(200, lists[path])
+        return self._json(404, {"error": f"no such path: {path}"})
 
-    def do_POST(self) -> None:
-        a, url = self.agent, urlsplit(self.path)
+    def do_POST(self) -> tuple[int, str, bytes]:
+        a, url = self.agent, urlsplit(self.target)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
             if url.path == "/simulate/request":
@@ -164,15 +235,15 @@ class Handler(BaseHTTPRequestHandler):
                 if count < 0:
                     raise ValueError("count must be >= 0")
                 a.record_requests(prov, count)
-                self._send(200, a.usage())
-            elif url.path == "/simulate/spend":
+                return self._json(200, a.usage())
+            if url.path == "/simulate/spend":
                 tokens: dict[str, int] = {k: int(q[k]) for k in ("input", "output") if k in q}
                 usd = float(q.get("usd", "0"))
                 if any(n < 0 for n in tokens.values()) or not usd >= 0:
                     raise ValueError("tokens and usd must be >= 0")
                 a.spend(q.get("provider", PRIMARY), q.get("model", "llama-3.3-70b-versatile"), tokens, usd)
-                self._send(200, {"spent": True})
-            elif url.path == "/simulate/fallback":
+                return self._json(200, {"spent": True})
+            if url.path == "/simulate/fallback":
                 active = {"true": True, "false": False}[q.get("active", "true").lower()]
                 with a.lock:
                     a.fallback = active
@@ -180,21 +251,20 @@ class Handler(BaseHTTPRequestHandler):
                     f"fallback {'active' if active else 'inactive'}: provider now "
                     f"{FALLBACK if active else PRIMARY}"
                 )
-                self._send(200, a.usage())
-            elif url.path == "/warmup":
+                return self._json(200, a.usage())
+            if url.path == "/warmup":
                 prompt = self._body()["prompt"]
                 if not isinstance(prompt, str):
                     raise ValueError("prompt must be a string")
                 with a.lock:
                     a.warmups.append(prompt)
                 a.log(f"warmup received: {prompt[:80]}")
-                self._send(200, {"received": True})
-            elif url.path == "/inbox":
-                self._send(200, {"received": True, "count": self._deliver(self._body())})
-            else:
-                self._send(404, {"error": f"no such path: {url.path}"})
+                return self._json(200, {"received": True})
+            if url.path == "/inbox":
+                return self._json(200, {"received": True, "count": self._deliver(self._body())})
+            return self._json(404, {"error": f"no such path: {url.path}"})
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-            self._send(400, {"error": f"bad request: {e!r}"})
+            return self._json(400, {"error": f"bad request: {e!r}"})
 
     def _deliver(self, msg: Any) -> int:
         a = self.agent
@@ -209,7 +279,7 @@ class Handler(BaseHTTPRequestHandler):
         return n
 
 
-class Server(HTTPServer):
+class Server(socketserver.TCPServer):
     """One request at a time, in the serving thread, as an event-loop gateway (Node) answers.
 
     No thread per connection: every handler here is quick, and starting a thread per request
@@ -220,6 +290,7 @@ class Server(HTTPServer):
     # watchdog, a test) would overflow it and the dropped SYNs retry only after 1 s, which looks
     # exactly like a hung agent.
     request_queue_size = 128
+    allow_reuse_address = True  # a restarted agent binds its port again at once (TIME_WAIT)
 
 
 def make_server(agent: Agent, port: int, host: str = "127.0.0.1") -> Server:

@@ -116,7 +116,17 @@ class WatchdogState:
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    """One line per agent (grep finds an agent's whole state), each encoded by json's C
+    encoder: an indented dump takes json's pure-Python path, and a run that acts on ten agents
+    of a hundred saves the state a dozen times while those agents start (~10 ms a save)."""
+    agents = doc.get("agents", {})
+    rest = {k: v for k, v in doc.items() if k != "agents"}
+    lines = [f" {json.dumps(name)}: {json.dumps(agents[name], sort_keys=True)}" for name in sorted(agents)]
+    head = json.dumps(rest, sort_keys=True)[:-1]  # the other keys, without the closing brace
+    sep = ", " if rest else ""
+    if not lines:
+        return f'{head}{sep}"agents": {{}}}}\n'
+    return f'{head}{sep}"agents": {{\n' + ",\n".join(lines) + "\n}}\n"
 
 
 def state_path() -> Path:
