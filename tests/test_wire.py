@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jeepney import (
@@ -205,3 +207,35 @@ def test_a_unit_list_reads_as_jeepney_reads_it(serial: int, rows: list[tuple], s
     theirs = _jeepney(raw)
     assert wire.fast_reply(raw) == (serial, theirs.body)
     assert theirs.body == (rows,)
+
+
+def test_signals_nobody_asked_for_are_dropped_unparsed() -> None:
+    # The manager sends its private-socket peers every unit and job change without being asked.
+    # A connection with no match rules must not spend a parse on them, nor trip over one: the
+    # signal here has a body jeepney cannot read (a string longer than the body).
+    mine, peer = socket.socketpair()
+    bus = Bus(DBusConnectionBase(mine), "test")
+    good = bytearray(new_signal(ADDR, "Tick", "s", ("abcd",)).serialise(serial=7))
+    good[-9:-5] = (1000).to_bytes(4, "little")  # the string's length field, past the body's end
+    with pytest.raises(AssertionError):  # jeepney's parser asserts on it
+        _jeepney(bytes(good))
+
+    def answer() -> None:
+        parser = Parser()
+        calls: list[Any] = []
+        while not calls:
+            parser.add_data(peer.recv(65536))
+            calls += list(iter(parser.get_next_message, None))
+        peer.sendall(
+            bytes(good) + _reply(calls[0].header.serial, "v", (("u", 5),), ":1.1").serialise(serial=8)
+        )
+
+    t = threading.Thread(target=answer)
+    t.start()
+    try:
+        reply = bus.call(wire.StringCall("org.x", ADDR.object_path, "a.b", "Get", ("i", "n")), timeout=10)
+    finally:
+        t.join()
+        bus.close()
+        peer.close()
+    assert reply == (("u", 5),)

@@ -28,6 +28,8 @@ from fleetctl.common.errors import FleetError
 from fleetctl.systemd import wire
 from fleetctl.systemd.wire import StringCall
 
+_SIGNAL = MessageType.signal.value  # the message type byte, the header's second
+
 __all__ = ["Bus", "DBusError", "Reply", "StringCall", "connect", "connect_peer"]
 
 DEFAULT_TIMEOUT = 30.0
@@ -172,6 +174,10 @@ class Bus:
             serial, body = fast
             if serial in self._waiting:
                 self._replies[serial] = body
+            return
+        if raw[1] == _SIGNAL and not self._rules:
+            # Nothing asked for signals, yet the manager sends its private-socket peers every
+            # unit and job change unasked (systemd's bus_foreach_bus): drop them unparsed.
             return
         msg = Message.from_buffer(raw)
         serial = msg.header.fields.get(HeaderFields.reply_serial)
