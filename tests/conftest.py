@@ -25,6 +25,7 @@ from usermanager import UserManager, started_managers  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CLONE_NEWNET = 0x40000000
+EPHEMERAL_FROM = 49152  # the session namespace's first ephemeral port (IANA's dynamic range)
 HOST_NETNS: str | None = None  # a path naming the host's network namespace, for nsenter --net=
 
 
@@ -50,6 +51,14 @@ def pytest_configure(config: pytest.Config) -> None:
         os.close(host)
         return  # no netns here: the test bed check below says what is missing
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # The example fleet listens on fixed ports in 48391-48600, inside the kernel's default
+    # ephemeral range (32768-60999): a free_port() of an earlier test, or the local end of any
+    # outgoing connection, could hold one when an example agent binds it (EADDRINUSE, seen once
+    # in CI). In this namespace ephemeral ports start above them.
+    try:
+        Path("/proc/sys/net/ipv4/ip_local_port_range").write_text(f"{EPHEMERAL_FROM} 60999\n")
+    except OSError:
+        pass  # test_testbed says so: the example ports then stay inside the ephemeral range
     HOST_NETNS = f"/proc/{os.getpid()}/fd/{host}"
 
 

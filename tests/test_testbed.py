@@ -62,6 +62,19 @@ def test_session_has_its_own_network(user_manager: UserManager) -> None:
     assert os.readlink("/proc/self/ns/net") != os.readlink(conftest.HOST_NETNS)
 
 
+def test_example_ports_are_below_the_sessions_ephemeral_ports(user_manager: UserManager) -> None:
+    # The example fleet binds fixed ports; the kernel hands out ephemeral ones (free_port(), the
+    # local end of every outgoing connection). In the session's namespace the two never meet.
+    if conftest.HOST_NETNS is None:
+        pytest.skip("the session has no network namespace of its own")
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = {p.port for p in load_fleet(REPO / "profiles").profiles}
+    assert max(ports) < low == conftest.EPHEMERAL_FROM, (sorted(ports), low)
+    from usermanager import free_port
+
+    assert all(free_port() >= low for _ in range(50))
+
+
 def test_example_fleet_runs_while_the_host_holds_its_ports(
     fleetctl: Fleetctl, example_profiles: Path
 ) -> None:
