@@ -12,15 +12,12 @@ from fleetctl.common.errors import FleetError
 def show(profiles_dir: Path | None, as_json: bool) -> None:
     from fleetctl.fleet.profiles import load_fleet
     from fleetctl.lifecycle import status as st
-
-    fleet = load_fleet(resolve_profiles(profiles_dir))
-    # The probes go out before the rest is imported: the agents answer meanwhile (send_probes).
-    probes = st.send_probes(fleet)
     from fleetctl.oversight import staleness, staleness_lines
     from fleetctl.systemd.manager import SystemdManager
 
+    fleet = load_fleet(resolve_profiles(profiles_dir))
     with SystemdManager(private=True) as mgr:
-        rows = st.collect(fleet, mgr, probes)
+        rows = st.collect(fleet, mgr)
     if rows and all(r.load_state == "not-found" for r in rows):
         # Like `systemctl status` of a unit that does not exist: say so and fail (exit 4).
         raise FleetError(

@@ -125,9 +125,9 @@ class HTTPError(Exception):
 class Handler(socketserver.BaseRequestHandler):
     """One request per connection, parsed and framed by h11; the answer says Connection: close.
 
-    Not http.server: it imports the email package, http.client and ssl, and a demo agent
-    restarted by the watchdog spends that much longer starting (about 20 ms of its 80, times
-    every agent restarted at once, on the same cores)."""
+    Not http.server: it imports the email package, http.client and ssl, and an agent restarted
+    by the watchdog spends that much longer starting (ten started at once answered ~80 ms
+    later with it, docs/benchmarks.md)."""
 
     agent: Agent  # set on the subclass made in make_server()
     # Requests are served one at a time: a client that connects and sends nothing must not

@@ -12,13 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from fleetctl.common import paths
 from fleetctl.fleet.profiles import Profile
-
-if TYPE_CHECKING:  # `status` builds its probe URLs here before it imports the D-Bus client
-    from fleetctl.systemd.manager import SystemdManager, UnitInfo
+from fleetctl.systemd.manager import SystemdManager, UnitInfo
 
 NAMESPACE_EXIT = 226
 

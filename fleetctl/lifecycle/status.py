@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.fleet.profiles import Fleet
 from fleetctl.lifecycle.readiness import READY_STATUS, health_url, ready_url
-
-if TYPE_CHECKING:
-    from fleetctl.probes.health import Probes
-    from fleetctl.systemd.manager import SystemdManager
-
-ProbeKey = tuple[str, str]  # (agent, "health" | "ready")
+from fleetctl.systemd.manager import SystemdManager
 
 JSON_VERSION = 1
 _PROBED = ("active", "reloading", "activating")  # states whose health status shows
@@ -61,18 +56,14 @@ def _holds() -> dict[str, tuple[float, str]]:
     return {name: (a.held.since, a.held.reason) for name, a in st.agents.items() if a.held}
 
 
-def send_probes(fleet: Fleet) -> Probes[ProbeKey]:
-    """Every agent's health (and readiness) probe, sent now; `collect` reads the answers.
-
-    Every agent is probed before systemd is asked which ones run: the agents answer while
-    their units' state is read, in this one thread. Answers for units that turn out not to be
-    active are dropped (a stopped agent's port refuses at once, so that costs nothing).
-    `fleetctl status` sends them as soon as the profiles are read, before it imports the D-Bus
-    client and the rest: at 200 agents answering takes the agents more CPU than anything
-    `status` does itself, and they can do it on the other core meanwhile."""
+def collect(fleet: Fleet, mgr: SystemdManager) -> list[AgentStatus]:
+    from fleetctl.lifecycle.isolation import isolation_off
     from fleetctl.probes.health import Probes
 
-    targets: list[tuple[ProbeKey, str, float, int]] = [
+    # Every agent is probed before systemd is asked which ones run: the agents answer while
+    # their units' state is read, in this one thread. Answers for units that turn out not to
+    # be active are dropped (a stopped agent's port refuses at once, so that costs nothing).
+    targets: list[tuple[tuple[str, str], str, float, int]] = [
         ((p.name, "health"), health_url(p), p.health.timeout, p.health.expected_status)
         for p in fleet.profiles
     ]
@@ -81,18 +72,10 @@ def send_probes(fleet: Fleet) -> Probes[ProbeKey]:
         for p in fleet.profiles
         if (url := ready_url(p)) is not None
     ]
-    return Probes(targets)
-
-
-def collect(fleet: Fleet, mgr: SystemdManager, probes: Probes[ProbeKey] | None = None) -> list[AgentStatus]:
-    """One row per agent. `probes`: from send_probes, if the caller sent them already."""
-    from fleetctl.lifecycle.isolation import isolation_off
-
-    if probes is None:
-        probes = send_probes(fleet)
+    probes = Probes(targets)
     units = mgr.statuses([paths.unit_name(p.name) for p in fleet.profiles])
     running = {p.name for p in fleet.profiles if units[paths.unit_name(p.name)].active_state in _PROBED}
-    probed = probes.results(wanted={key for key in probes.keys() if key[0] in running})
+    probed = probes.results(wanted={key for key, *_ in targets if key[0] in running})
     health = {name: r for (name, kind), r in probed.items() if kind == "health"}
     ready = {name: r for (name, kind), r in probed.items() if kind == "ready"}
     today = _cost_today(fleet)

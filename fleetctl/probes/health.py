@@ -143,9 +143,6 @@ class Probes(Generic[K]):
         self.batch = Batch([(key, url, timeout) for key, url, timeout, _ in plain])
         self.expected = {key: expected for key, _, _, expected in plain}
 
-    def keys(self) -> list[K]:
-        return [key for key, *_ in self.targets]
-
     def results(self, wanted: Container[K] | None = None) -> dict[K, HealthResult]:
         """Every target's result; with `wanted`, only those (the others are not waited for)."""
         targets = [t for t in self.targets if wanted is None or t[0] in wanted]
