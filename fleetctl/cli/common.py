@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from fleetctl import __version__
-from fleetctl.cli.plain import EXIT_INTERNAL, emit_json, fail, resolve_profiles
+from fleetctl.cli.plain import EXIT_INTERNAL, emit_json, fail, log_to_stderr, resolve_profiles
 
 __all__ = ["EXIT_INTERNAL", "emit_json", "handle_errors", "main", "profiles_option", "resolve_profiles"]
 
@@ -79,11 +78,7 @@ class LazyGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Log every step and show tracebacks.")
 def main(debug: bool) -> None:
     """Run a fleet of AI agents as user-level systemd units."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    log_to_stderr(debug)
 
 
 def warn_if_root() -> None:

@@ -22,6 +22,18 @@ def warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def log_to_stderr(debug: bool = False) -> None:
+    """Where the modules' log records go: stderr (cron's log), one line each, warnings and up
+    unless --debug. Both routes set it up the same way, so cron.log reads the same."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
 def emit_json(payload: Any) -> None:
     say(json.dumps(payload, indent=2, sort_keys=True))
 

@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from fleetctl.cli.common import emit_json, handle_errors, known_agent, main, profiles_option, resolve_profiles
+from fleetctl.cli.watchdog_run import watchdog as run_watchdog
 
-EXIT_ATTENTION = 2  # the run completed, but an agent needs a human (held, or a fix that failed)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -30,19 +30,6 @@ def parse_since(text: str, now: datetime | None = None) -> float:
     except ValueError:
         raise click.BadParameter(f"{text!r}: use 30m, 2h, 7d or a date such as 2024-05-01T12:00") from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def summary(report: Any) -> str:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-    verdict = "all good" if report.ok else "NEEDS ATTENTION"
-    if report.held:
-        verdict += f" (held: {', '.join(report.held)}; `fleetctl ack AGENT` after fixing)"
-    for p in report.problems:
-        verdict += f"\nproblem: {p}"
-    return (
-        f"watchdog: checked {report.agents_checked} agents in {report.duration:.1f}s "
-        f"({counts}); {report.actions} action(s); {verdict}"
-    )
 
 
 def _cell(v: Any, width: int) -> str:
@@ -79,15 +66,9 @@ def watchdog(profiles_dir: Path | None, as_json: bool, quiet: bool) -> None:
 
     Exit status: 0 all good, 2 an agent needs a human, 75 another run holds the lock.
     """
-    from fleetctl.healing.run import run
-
-    report = run(resolve_profiles(profiles_dir), say=(lambda _: None) if as_json else click.echo)
-    if as_json:
-        emit_json(report.to_dict())
-    elif not (quiet and report.ok and not report.records):
-        click.echo(summary(report))
-    if not report.ok:
-        sys.exit(EXIT_ATTENTION)
+    code = run_watchdog(profiles_dir, as_json, quiet)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
