@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from usermanager import UserManager, copy_checkout, free_port  # noqa: E402
+from usermanager import UserManager, free_port, install_as_user  # noqa: E402
 
 # Runs inside the namespaces as the user: `rounds` rounds, each command once per round.
 TIMER = r"""
@@ -110,19 +110,6 @@ def install_pm2(prefix: Path) -> Path | None:
     return prefix / "node_modules" / ".bin" / "pm2"
 
 
-def install_as_user(m: UserManager) -> str:
-    """This checkout installed by the bed's user with ./install.sh, as the quickstart does (a
-    venv in ~/.local/share/fleetctl, the system's python3); that venv's python."""
-    checkout = m.home / "src" / "fleetctl"
-    copy_checkout(REPO, checkout)
-    m.give(m.home / "src")
-    env = m.ns_env(PATH="/usr/bin:/bin")
-    r = m.run(["sh", "./install.sh"], env=env, cwd=checkout, timeout=900)
-    if r.returncode != 0:
-        raise SystemExit(f"install.sh failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
-    return str(m.home / ".local/share/fleetctl/venv/bin/python")
-
-
 def pm2_version(pm2: Path) -> str:
     pkg = pm2.parent.parent / "pm2" / "package.json"
     return str(json.loads(pkg.read_text())["version"])
@@ -149,7 +136,7 @@ def main() -> int:
     results: list[tuple[int, dict[str, dict[str, float]], tuple[int, float]]] = []
     try:
         m.start()
-        py = install_as_user(m)
+        py = str(install_as_user(m, REPO))
         fleetctl = str(Path(py).parent / "fleetctl")
         env = m.ns_env(FLEETCTL_QUIET_ROOT="1")
         pm2_home = m.home / ".pm2-bench"

@@ -516,6 +516,22 @@ def copy_checkout(repo: Path, dest: Path) -> None:
             shutil.copy2(repo / rel, dest / rel)
 
 
+def install_as_user(m: UserManager, repo: Path) -> Path:
+    """`repo` copied to the bed user's home and installed by that user with ./install.sh, as the
+    quickstart does (a venv in ~/.local/share/fleetctl, the system's python3); that venv's
+    python. Benchmarks run fleetctl and the demo agents with it: it starts without this
+    machine's site hooks (an editable install's import finder, a CA-bundle .pth) and with the
+    package's .pyc files, as on a user's server."""
+    checkout = m.home / "src" / "fleetctl"
+    copy_checkout(repo, checkout)
+    m.give(m.home / "src")
+    env = m.ns_env(PATH="/usr/bin:/bin")
+    r = m.run(["sh", "./install.sh"], env=env, cwd=checkout, timeout=900)
+    if r.returncode != 0:
+        raise SystemExit(f"install.sh failed: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    return m.home / ".local/share/fleetctl/venv/bin/python"
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now, never the same one twice in this process.
 
