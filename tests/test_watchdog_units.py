@@ -128,6 +128,60 @@ def test_state_doc_is_what_asdict_gives() -> None:
     assert "last_look" not in s.to_doc(with_last_look=False)["agents"]["x"]
 
 
+_stamps = st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=3)
+_maybe = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+
+
+def _agent_states() -> st.SearchStrategy[state.AgentState]:
+    from fleetctl.healing.intent import Intent
+
+    words = st.text(max_size=8)
+    return st.builds(
+        state.AgentState,
+        n_restarts=st.none() | st.integers(0, 99),
+        systemd_restarts=_stamps,
+        watchdog_restarts=_stamps,
+        consecutive=st.integers(0, 9),
+        backoff_until=_maybe,
+        last_action=st.none() | words,
+        held=st.none() | st.builds(state.Hold, st.floats(allow_nan=False), words),
+        credentials_index=st.integers(0, 3),
+        oom_kills=_stamps,
+        intent=st.none() | st.builds(Intent, words, words, st.floats(allow_nan=False), words, words),
+        invocation_id=st.none() | words,
+        last_look=_maybe,
+        healthy_fingerprint=st.dictionaries(words, words, max_size=3),
+        remedied_rule=st.none() | words,
+        remedied_at=_maybe,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _agent_states(), max_size=4))
+def test_state_docs_are_what_asdict_gives_and_copies(agents: dict[str, state.AgentState]) -> None:
+    # A save compares the doc without the last looks and writes it with them put back: both
+    # must be exactly asdict's, and copies (the run goes on changing the agents).
+    from dataclasses import asdict
+
+    s = state.WatchdogState(agents)
+    full = {"version": state.VERSION, "agents": {n: asdict(a) for n, a in sorted(agents.items())}}
+    doc = s.to_doc()
+    assert doc == full
+    bare = s.to_doc(with_last_look=False)
+    without = {n: {k: v for k, v in a.items() if k != "last_look"} for n, a in full["agents"].items()}
+    assert bare == {**full, "agents": without}
+    assert state.with_last_looks(bare, s.last_looks()) == full
+    assert bare == {**full, "agents": without}  # with_last_looks left it as it was
+    for a in agents.values():  # the run goes on changing every mutable field: the docs stay
+        a.watchdog_restarts.append(-1.0)
+        a.healthy_fingerprint["new"] = "x"
+        if a.held is not None:
+            a.held.reason += "!"
+        if a.intent is not None:
+            a.intent.action += "!"
+    assert doc == full and bare == {**full, "agents": without}
+
+
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3),

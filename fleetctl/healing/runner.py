@@ -41,10 +41,6 @@ def _installed_at() -> float | None:
         return None
 
 
-def _no_last_look(agent: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in agent.items() if k != "last_look"}
-
-
 class Runner:
     def __init__(self, fleet: Fleet, say: Say) -> None:
         self.fleet = fleet
@@ -94,7 +90,8 @@ class Runner:
                 return  # a write that began after this call covered it
             # Taken together under the lock that _intend queues and sets an intent under: the
             # state written below holds no intent whose record is not appended before it.
-            doc = self.state.to_doc()  # sees every change made before a call up to `upto`
+            # Sees every change made before a call up to `upto`.
+            doc, looks = self.state.to_doc(with_last_look=False), self.state.last_looks()
             records, self._intents = self._intents, []
             upto = self._save_asked
             self._save_busy = True
@@ -103,11 +100,9 @@ class Runner:
             if records:
                 with self._lock:  # one writer of the incident log at a time
                     incidents.append_many(records)
-            agents = {n: _no_last_look(a) for n, a in doc["agents"].items()}
-            key = {"version": doc["version"], "agents": agents}
-            if key != self._saved:
-                state_mod.save_doc(doc)
-                self._saved = key
+            if doc != self._saved:
+                state_mod.save_doc(state_mod.with_last_looks(doc, looks))
+                self._saved = doc
             written = True
         finally:
             with self._save_cv:
