@@ -153,8 +153,14 @@ class Bus:
         Leave `sender` unset in `rule`: the bus matches a well-known sender name, but the
         messages we receive carry the unique name, so a local match on it would never hit.
         """
+        self.call(self.match_call(rule), timeout)
+
+    def match_call(self, rule: MatchRule) -> Message:
+        """The AddMatch call for `rule`, for a batch of calls (call_many) that it goes ahead of:
+        the bus handles a connection's messages in order, so the rule is in place before any
+        later call of the batch can cause a signal. Signals matching it are kept from now on."""
         self._rules.append(rule)  # before AddMatch, so nothing delivered after it is lost
-        self.call(message_bus.AddMatch(rule), timeout)
+        return message_bus.AddMatch(rule)
 
     def drop_signals(self) -> None:
         self._signals.clear()
