@@ -238,16 +238,14 @@ def test_many_jobs_at_once(sd: SystemdManager, make_unit: MakeUnit) -> None:
 
 
 @pytest.mark.systemd
-def test_restart_with_kill_first_is_one_round_trip(
+def test_a_new_connection_subscribes_with_its_first_jobs(
     bus_env: UserManager, sd: SystemdManager, make_unit: MakeUnit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hung agent's fix: a frozen process that would ignore SIGTERM is killed and restarted
-    at once (not after TimeoutStopSec), and a fresh connection subscribes, kills and queues
-    the job in one write before it reads any reply."""
-    name = make_unit("ExecStart=/bin/sh -c 'trap \"\" TERM; exec sleep infinity'\nTimeoutStopSec=60")
-    assert sd.start([name]) == {name: "done"}
-    first = one(sd, name)
-    sd.kill(name, signal.SIGSTOP)
+    """The watchdog opens a connection per agent it fixes: its first restart subscribes to
+    the job signals and queues the job in one write, before it reads any reply, and still
+    sees its JobRemoved; later jobs on it do not subscribe again."""
+    names = [make_unit(SLEEP) for _ in range(2)]
+    assert sd.start(names) == dict.fromkeys(names, "done")
     writes: list[int] = []
     reads_after: list[int] = []
     real_write, real_pump = dbus.Bus._write, dbus.Bus._pump
@@ -260,32 +258,18 @@ def test_restart_with_kill_first_is_one_round_trip(
         reads_after.append(sum(writes))
         real_pump(self, deadline)
 
+    first = {n: one(sd, n).invocation_id for n in names}
     with bus_env.as_user():
         fresh = SystemdManager()
     with fresh:
         monkeypatch.setattr(dbus.Bus, "_write", write)
         monkeypatch.setattr(dbus.Bus, "_pump", pump)
-        t = time.monotonic()
-        assert fresh.restart([name], timeout=30, kill_first=signal.SIGKILL) == {name: "done"}
-        took = time.monotonic() - t
-        monkeypatch.undo()
-        assert writes[0] == 4 and reads_after[0] == 4  # AddMatch, Subscribe, KillUnit, RestartUnit
-        # Subscribed now: the next job is a write of its own, and still gets its JobRemoved.
-        assert fresh.restart([name], kill_first=signal.SIGKILL) == {name: "done"}
-    after = one(sd, name)
-    assert after.active_state == "active" and after.main_pid not in (0, first.main_pid)
-    assert after.invocation_id != first.invocation_id
-    assert took < 30, f"{took:.1f}s: the restart waited for the stop timeout"
-    sd.kill(name, signal.SIGKILL)  # it ignores the teardown's SIGTERM
-
-
-@pytest.mark.systemd
-def test_restart_kill_errors_come_after_the_jobs(sd: SystemdManager, make_unit: MakeUnit) -> None:
-    # Nothing to kill in a stopped unit: KillUnit fails, but the restart it went out with runs.
-    name = make_unit(SLEEP)
-    with pytest.raises(FleetError, match=f"KillUnit {name}"):
-        sd.restart([name], kill_first=signal.SIGKILL)
-    assert one(sd, name).active_state == "active"
+        assert fresh.restart(names) == dict.fromkeys(names, "done")
+        assert writes == [4] and reads_after[0] == 4  # AddMatch, Subscribe, two RestartUnit
+        writes.clear()
+        assert fresh.restart(names[:1]) == {names[0]: "done"}
+        assert writes == [1]
+    assert all(one(sd, n).invocation_id not in ("", first[n]) for n in names)
 
 
 @pytest.mark.systemd

@@ -111,8 +111,6 @@ def unit_call(what):
     def before(mgr, names, *a, **k):
         unit = names if isinstance(names, str) else names[0]
         agent = unit.removeprefix("fleet-").removesuffix(".service")
-        if k.get("kill_first"):  # a kill that goes out with the restart
-            note("kill", agent, intent_on_disk=on_disk(agent))
         note(what, agent, intent_on_disk=on_disk(agent))
     return before
 

@@ -355,13 +355,8 @@ class SystemdManager:
     def stop(self, names: Sequence[str], timeout: float = JOB_TIMEOUT) -> dict[str, str]:
         return self._jobs("StopUnit", names, timeout)
 
-    def restart(
-        self, names: Sequence[str], timeout: float = JOB_TIMEOUT, kill_first: int | None = None
-    ) -> dict[str, str]:
-        """`kill_first`: a signal for all of each unit's processes, sent in the same batch as
-        the restart jobs (systemd handles them in order): for an agent that must be killed
-        before it can be restarted, one round trip to a busy manager instead of two."""
-        return self._jobs("RestartUnit", names, timeout, kill_first)
+    def restart(self, names: Sequence[str], timeout: float = JOB_TIMEOUT) -> dict[str, str]:
+        return self._jobs("RestartUnit", names, timeout)
 
     def try_restart(self, names: Sequence[str], timeout: float = JOB_TIMEOUT) -> dict[str, str]:
         return self._jobs("TryRestartUnit", names, timeout)
@@ -386,35 +381,24 @@ class SystemdManager:
         (job,) = self._call("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "fail", props, []))
         return self._wait_jobs("StartTransientUnit", {job: name}, deadline, timeout)[name]
 
-    def _jobs(
-        self, method: str, names: Sequence[str], timeout: float, kill_first: int | None = None
-    ) -> dict[str, str]:
+    def _jobs(self, method: str, names: Sequence[str], timeout: float) -> dict[str, str]:
         """Enqueue one job per unit, wait for all; unit -> job result ("done", "failed", ...).
 
-        Subscribing to the job signals (first time on this connection), the kills and the jobs
-        go out as one batch, each handled in order, so the whole costs one round trip. An
-        error reply to any of them is raised once the jobs that were queued have finished."""
+        On a new connection the subscription to job signals goes out in the same batch as the
+        jobs (each is handled in order), so queuing them costs one round trip, not three: the
+        watchdog opens a connection per agent it fixes, when the manager is busiest."""
         wanted = list(dict.fromkeys(names))
         setup = self._subscribe_calls()
-        kills = (
-            [new_method_call(MANAGER, "KillUnit", "ssi", (n, "all", int(kill_first))) for n in wanted]
-            if kill_first
-            else []
-        )
         # Nothing of ours is pending now, so older JobRemoved signals are of no interest.
         self._bus.drop_signals()
         deadline = time.monotonic() + timeout
-        replies = self._calls([*setup, *kills, *(_manager_call(method, n, "replace") for n in wanted)])
+        replies = self._calls([*setup, *(_manager_call(method, n, "replace") for n in wanted)])
         for r in replies[: len(setup)]:
             self._ok(r, "subscribing to systemd's job signals")
         self._subscribed = True
-        errors = [
-            str(self._error(r, f"KillUnit {n}"))
-            for n, r in zip(wanted, replies[len(setup) : len(setup) + len(kills)], strict=False)
-            if isinstance(r, DBusError)
-        ]
         pending: dict[str, str] = {}  # job object path -> unit
-        for n, r in zip(wanted, replies[len(setup) + len(kills) :], strict=True):
+        errors: list[str] = []
+        for n, r in zip(wanted, replies[len(setup) :], strict=True):
             if isinstance(r, DBusError):
                 errors.append(str(self._error(r, f"{method} {n}")))
             else:
