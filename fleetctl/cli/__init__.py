@@ -2,7 +2,8 @@
 
 `common` holds the group and what every command shares; each other module adds one family of
 commands to it, and is imported only when one of its commands runs (`common.COMMAND_MODULES`).
-`entry` is the console script; `plain` and `status` need no click (see entry.py for why).
+`entry` is the console script; `plain`, `status` and `watchdog_run` need no click (see entry.py
+for why).
 Arrows point one way: command modules import `common` and the core, never this package's
 `__init__`, and the core never imports the CLI.
 """
