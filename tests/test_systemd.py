@@ -105,6 +105,26 @@ def one(sd: SystemdManager, name: str) -> UnitInfo:
     return sd.units([name])[name]
 
 
+def count_bus_io(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """From now on: the number of calls in each socket write, and how many calls had been
+    written when each read happened."""
+    writes: list[int] = []
+    reads_after: list[int] = []
+    real_write, real_pump = dbus.Bus._write, dbus.Bus._pump
+
+    def write(self: dbus.Bus, msgs: list[object], serials: list[int]) -> None:
+        writes.append(len(msgs))
+        real_write(self, msgs, serials)  # type: ignore[arg-type]
+
+    def pump(self: dbus.Bus, deadline: float) -> None:
+        reads_after.append(sum(writes))
+        real_pump(self, deadline)
+
+    monkeypatch.setattr(dbus.Bus, "_write", write)
+    monkeypatch.setattr(dbus.Bus, "_pump", pump)
+    return writes, reads_after
+
+
 SLEEP = "ExecStart=/bin/sleep infinity"
 
 
@@ -246,24 +266,11 @@ def test_a_new_connection_subscribes_with_its_first_jobs(
     sees its JobRemoved; later jobs on it do not subscribe again."""
     names = [make_unit(SLEEP) for _ in range(2)]
     assert sd.start(names) == dict.fromkeys(names, "done")
-    writes: list[int] = []
-    reads_after: list[int] = []
-    real_write, real_pump = dbus.Bus._write, dbus.Bus._pump
-
-    def write(self: dbus.Bus, msgs: list[object], serials: list[int]) -> None:
-        writes.append(len(msgs))
-        real_write(self, msgs, serials)  # type: ignore[arg-type]
-
-    def pump(self: dbus.Bus, deadline: float) -> None:
-        reads_after.append(sum(writes))
-        real_pump(self, deadline)
-
     first = {n: one(sd, n).invocation_id for n in names}
     with bus_env.as_user():
         fresh = SystemdManager()
     with fresh:
-        monkeypatch.setattr(dbus.Bus, "_write", write)
-        monkeypatch.setattr(dbus.Bus, "_pump", pump)
+        writes, reads_after = count_bus_io(monkeypatch)
         assert fresh.restart(names) == dict.fromkeys(names, "done")
         assert writes == [4] and reads_after[0] == 4  # AddMatch, Subscribe, two RestartUnit
         writes.clear()
@@ -437,20 +444,7 @@ def test_units_is_pipelined(sd: SystemdManager, make_unit: MakeUnit, monkeypatch
     names = [make_unit(SLEEP, reload=False) for _ in range(50)]
     sd.reload()
     sd.start(names)
-    writes: list[int] = []
-    reads_after: list[int] = []  # how many calls had been written when each read happened
-    real_write, real_pump = dbus.Bus._write, dbus.Bus._pump
-
-    def write(self: dbus.Bus, msgs: list[object], serials: list[int]) -> None:
-        writes.append(len(msgs))
-        real_write(self, msgs, serials)  # type: ignore[arg-type]
-
-    def pump(self: dbus.Bus, deadline: float) -> None:
-        reads_after.append(sum(writes))
-        real_pump(self, deadline)
-
-    monkeypatch.setattr(dbus.Bus, "_write", write)
-    monkeypatch.setattr(dbus.Bus, "_pump", pump)
+    writes, reads_after = count_bus_io(monkeypatch)
     t0, cpu0 = time.perf_counter(), time.process_time()
     infos = sd.units(names)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
