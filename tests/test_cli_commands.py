@@ -39,7 +39,7 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("fleetctl.cli."))))
 def test_a_command_imports_only_its_own_module(tmp_path) -> None:  # type: ignore[no-untyped-def]
     for argv, expected in (
         (["status", "--json", "--profiles", str(tmp_path)], "fleet status"),
-        (["incidents", "--json"], "watchdog"),
+        (["incidents", "--json"], "watchdog watchdog_run"),
         (["config", "status", "--profiles", str(tmp_path)], "configs"),
     ):
         env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(tmp_path)}
