@@ -201,6 +201,9 @@ def test_doctor_reports_foreign_port_holder_and_linger(fleetctl: Fleetctl, tmp_p
             f"fix: loginctl enable-linger {fleetctl.manager.user} (as root if it asks for a password)" in out
         )
         assert "ok    manager" in out
+        # The port came from the kernel's ephemeral range: doctor names it and the setting.
+        assert "warn  port-range       ports in the kernel's ephemeral range" in out and f"a ({port})" in out
+        assert f"net.ipv4.ip_local_reserved_ports = {port}" in out
         assert fleetctl("doctor", "--profiles", str(profiles), check=False).returncode == 1
     finally:
         holder.kill()

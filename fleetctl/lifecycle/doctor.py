@@ -11,7 +11,7 @@ from pathlib import Path
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
 from fleetctl.common.runcmd import run
-from fleetctl.fleet import ports
+from fleetctl.fleet import ephemeral, ports
 from fleetctl.fleet.profiles import Fleet, load_fleet
 from fleetctl.lifecycle import hostcheck
 
@@ -38,7 +38,14 @@ def diagnose(profiles_dir: Path) -> list[Check]:
     checks.append(_crontab())
     checks.append(_sandbox())
     if fleet:
-        checks += _ports(fleet) + _secrets(fleet) + _test_starts(fleet) + _isolation(fleet) + _identity(fleet)
+        checks += (
+            _ports(fleet)
+            + [_port_range(fleet)]
+            + _secrets(fleet)
+            + _test_starts(fleet)
+            + _isolation(fleet)
+            + _identity(fleet)
+        )
     return checks
 
 
@@ -273,6 +280,30 @@ def _ports(fleet: Fleet) -> list[Check]:
     if not out:
         out.append(Check("port", "ok", "every profile port is free or held by its own agent"))
     return out
+
+
+def _port_range(fleet: Fleet, proc: Path = ephemeral.PROC) -> Check:
+    """An agent's port the kernel may hand to an outgoing connection while the agent restarts."""
+    try:
+        low, high, reserved = ephemeral.kernel_ranges(proc)
+    except (OSError, ValueError) as e:
+        return Check("port-range", "warn", f"could not read the kernel's ephemeral port range: {e}")
+    by_port = {p.port: p.name for p in fleet.profiles}
+    open_ports = ephemeral.exposed(by_port, low, high, reserved)
+    if not open_ports:
+        return Check(
+            "port-range", "ok", f"no agent port is in the kernel's ephemeral range {low}-{high} unreserved"
+        )
+    names = ", ".join(f"{by_port[n]} ({n})" for n in open_ports)
+    spec = ephemeral.as_list([(n, n) for n in open_ports] + reserved)  # the setting replaces the list
+    return Check(
+        "port-range",
+        "warn",
+        f"ports in the kernel's ephemeral range {low}-{high}: {names}; an outgoing connection can "
+        "take one while its agent restarts, and the agent then cannot listen",
+        f"as root: echo 'net.ipv4.ip_local_reserved_ports = {spec}' > /etc/sysctl.d/60-fleetctl.conf "
+        f"&& sysctl --system; or give the agents ports below {low}",
+    )
 
 
 def _secrets(fleet: Fleet) -> list[Check]:
