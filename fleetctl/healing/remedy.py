@@ -92,8 +92,7 @@ def restart_and_verify(ctx: Ctx, hung: bool = False) -> Verified:
         # bed, none of 20 with this read between them).
         if ctx.mgr.units([ctx.unit])[ctx.unit].active_state == "failed":
             ctx.mgr.reset_failed(ctx.unit)  # a unit that hit its start limit refuses to start otherwise
-        jobs = ctx.mgr.restart([ctx.unit], timeout=job_timeout([p]))
-        job = jobs.get(ctx.unit, "?")
+        job = ctx.mgr.restart([ctx.unit], timeout=job_timeout([p])).get(ctx.unit, "?")
     except FleetError as e:
         return Verified(False, f"restart failed: {_first_line(e)}")
     ready = wait_all_healthy(
