@@ -279,6 +279,41 @@ def test_a_new_connection_subscribes_with_its_first_jobs(
     assert all(one(sd, n).invocation_id not in ("", first[n]) for n in names)
 
 
+PRIVATE_JOBS = """
+import json, sys
+from fleetctl.systemd import bus
+from fleetctl.systemd.manager import SystemdManager
+writes = []
+real = bus.Bus._write
+bus.Bus._write = lambda self, msgs, serials: (writes.append(len(msgs)), real(self, msgs, serials))[1]
+with SystemdManager(private=True) as mgr:
+    out = {"address": mgr.address, "restart": mgr.restart(sys.argv[1:]), "stop": mgr.stop(sys.argv[1:])}
+print(json.dumps({**out, "writes": writes}))
+"""
+
+
+@pytest.mark.systemd
+def test_jobs_on_the_managers_private_socket(
+    user_manager: UserManager, make_unit: MakeUnit, sd: SystemdManager
+) -> None:
+    """On the private socket there is no bus daemon to ask for a match: systemd sends every
+    private connection its signals unasked, JobRemoved included, so jobs are waited for as on
+    the bus (Subscribe and the jobs in one write). Run inside the bed: systemd refuses a peer
+    whose PID it cannot see."""
+    names = [make_unit(SLEEP) for _ in range(2)]
+    assert sd.start(names) == dict.fromkeys(names, "done")
+    first = {n: one(sd, n).invocation_id for n in names}
+    env = user_manager.ns_env(PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = user_manager.run([sys.executable, "-c", PRIVATE_JOBS, *names], env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["address"] == f"unix:path={user_manager.xdg_runtime_dir}/systemd/private"
+    assert doc["restart"] == doc["stop"] == dict.fromkeys(names, "done")
+    assert doc["writes"] == [3, 2]  # Subscribe and two RestartUnit; then two StopUnit
+    assert all(one(sd, n).active_state == "inactive" for n in names)
+    assert all(one(sd, n).invocation_id != first[n] for n in names)
+
+
 @pytest.mark.systemd
 def test_alias_is_reported_under_the_name_asked_for(
     sd: SystemdManager, make_unit: MakeUnit, user_manager: UserManager, request: pytest.FixtureRequest

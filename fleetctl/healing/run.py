@@ -36,7 +36,9 @@ def run(
     fleet = load_fleet(profiles_dir)  # a broken profile is reported before taking the lock
     with file_lock(lock_path(), "fleetctl watchdog"):
         started = time.monotonic()
-        with SystemdManager() as mgr:
+        # The manager's private socket, as `systemctl --user` uses: no bus daemon relays the
+        # calls of a run that may look a hundred agents over three times and fix ten at once.
+        with SystemdManager(private=True) as mgr:
             # The first look goes out first: the confirming looks are timed from it, and so is
             # the end of a run that finds a hung agent. What only the rest of the run needs
             # (diagnosis, remedies, records: ~50 ms of imports, the state, the secrets) is

@@ -222,7 +222,7 @@ class Runner:
         name = o.profile.name
         st = self.state.agent(name)
         try:
-            with SystemdManager() as mgr:
+            with SystemdManager(private=True) as mgr:  # as run.py's
                 symptom = o.symptom if failing else "too many restarts"
                 ctx = Ctx(
                     self.fleet,

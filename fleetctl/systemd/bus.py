@@ -72,15 +72,16 @@ def connect_peer(path: str, explain: Callable[[str], str]) -> Bus:
     except (ValueError, RuntimeError) as e:  # authentication refused
         raise FleetError(explain(str(e) or type(e).__name__)) from None
     # jeepney's connection without the bus's Hello (a peer has no bus to greet).
-    return Bus(DBusConnectionBase(sock), f"unix:path={path}")
+    return Bus(DBusConnectionBase(sock), f"unix:path={path}", peer=True)
 
 
 class Bus:
     """One connection. Not thread-safe: one caller drives the socket."""
 
-    def __init__(self, conn: DBusConnection | DBusConnectionBase, address: str) -> None:
+    def __init__(self, conn: DBusConnection | DBusConnectionBase, address: str, peer: bool = False) -> None:
         self._conn = conn
         self.address = address
+        self.peer = peer  # a direct connection: no bus daemon, no AddMatch
         self._waiting: set[int] = set()  # serials whose replies we still want
         self._replies: dict[int, Message | tuple[Any, ...]] = {}
         self._rules: list[MatchRule] = []
@@ -159,8 +160,13 @@ class Bus:
         """The AddMatch call for `rule`, for a batch of calls (call_many) that it goes ahead of:
         the bus handles a connection's messages in order, so the rule is in place before any
         later call of the batch can cause a signal. Signals matching it are kept from now on."""
-        self._rules.append(rule)  # before AddMatch, so nothing delivered after it is lost
+        self.keep(rule)  # before AddMatch, so nothing delivered after it is lost
         return message_bus.AddMatch(rule)
+
+    def keep(self, rule: MatchRule) -> None:
+        """Keep the signals matching `rule` that arrive from now on, asking nobody: a peer
+        (systemd's private socket) sends its signals unasked."""
+        self._rules.append(rule)
 
     def drop_signals(self) -> None:
         self._signals.clear()

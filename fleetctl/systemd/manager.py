@@ -141,11 +141,11 @@ class SystemdManager:
     """The user's systemd manager. Open it once per command; use it as a context manager."""
 
     def __init__(self, address: str | None = None, timeout: float = 30.0, private: bool = False) -> None:
-        """`private=True`, for callers that only read unit state (`status`): talk to the manager
-        on its private socket ($XDG_RUNTIME_DIR/systemd/private, as `systemctl --user` does)
-        when this user may open it, which spares every call the bus daemon's hop; otherwise,
-        and always when `address` is given, the user's bus. A private connection cannot
-        subscribe to signals, so jobs (start, stop, restart) need the bus."""
+        """`private=True`: talk to the manager on its private socket
+        ($XDG_RUNTIME_DIR/systemd/private, as `systemctl --user` does) when this user may open
+        it, which spares every call the bus daemon's hop; otherwise, and always when `address`
+        is given, the user's bus. systemd sends its signals to every private connection unasked
+        (JobRemoved included), so jobs work on either."""
         self.timeout = timeout
         self._subscribed = False
         if private and address is None:
@@ -422,6 +422,9 @@ class SystemdManager:
         rule = MatchRule(
             type="signal", interface=MANAGER_IFACE, member="JobRemoved", path="/org/freedesktop/systemd1"
         )
+        if self._bus.peer:  # no bus daemon to ask; systemd sends them anyway (bus_foreach_bus)
+            self._bus.keep(rule)
+            return [_manager_call("Subscribe")]
         return [self._bus.match_call(rule), _manager_call("Subscribe")]
 
     def _wait_jobs(
