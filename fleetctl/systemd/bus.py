@@ -64,7 +64,8 @@ def connect(address: str, explain: Callable[[str], str]) -> Bus:
 
 def connect_peer(path: str, explain: Callable[[str], str]) -> Bus:
     """A connection straight to one D-Bus peer, such as systemd's private socket: no bus daemon
-    relays the messages, so there is no Hello and no signal routing (no `add_match`)."""
+    relays the messages, so there is no Hello and no signal routing (no AddMatch: systemd sends
+    its signals unasked)."""
     try:
         sock = prep_socket(path)
     except OSError as e:
@@ -148,18 +149,14 @@ class Bus:
         return FleetError(f"lost the D-Bus connection to {self.address}: {e.strerror or e}")
 
     # --- signals ---------------------------------------------------------------------------
-    def add_match(self, rule: MatchRule, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Ask the bus for signals matching `rule` and keep them for `next_signal`.
+    def match_call(self, rule: MatchRule) -> Message:
+        """The AddMatch call for `rule`, for a batch of calls (call_many) that it goes ahead of:
+        the bus handles a connection's messages in order, so the rule is in place before any
+        later call of the batch can cause a signal. Signals matching it are kept from now on.
 
         Leave `sender` unset in `rule`: the bus matches a well-known sender name, but the
         messages we receive carry the unique name, so a local match on it would never hit.
         """
-        self.call(self.match_call(rule), timeout)
-
-    def match_call(self, rule: MatchRule) -> Message:
-        """The AddMatch call for `rule`, for a batch of calls (call_many) that it goes ahead of:
-        the bus handles a connection's messages in order, so the rule is in place before any
-        later call of the batch can cause a signal. Signals matching it are kept from now on."""
         self.keep(rule)  # before AddMatch, so nothing delivered after it is lost
         return message_bus.AddMatch(rule)
 

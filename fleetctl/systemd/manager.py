@@ -393,9 +393,7 @@ class SystemdManager:
         self._bus.drop_signals()
         deadline = time.monotonic() + timeout
         replies = self._calls([*setup, *(_manager_call(method, n, "replace") for n in wanted)])
-        for r in replies[: len(setup)]:
-            self._ok(r, "subscribing to systemd's job signals")
-        self._subscribed = True
+        self._subscribed_by(replies[: len(setup)])
         pending: dict[str, str] = {}  # job object path -> unit
         errors: list[str] = []
         for n, r in zip(wanted, replies[len(setup) :], strict=True):
@@ -409,14 +407,16 @@ class SystemdManager:
         return results
 
     def _subscribe(self) -> None:
-        """Ask for JobRemoved; systemd only emits job signals to subscribed clients."""
-        setup = self._subscribe_calls()
-        for r in self._calls(setup):
+        self._subscribed_by(self._calls(self._subscribe_calls()))
+
+    def _subscribed_by(self, replies: list[Reply]) -> None:
+        for r in replies:
             self._ok(r, "subscribing to systemd's job signals")
         self._subscribed = True
 
     def _subscribe_calls(self) -> list[Any]:
-        """The calls that subscribe this connection to JobRemoved; none once it is."""
+        """The calls that subscribe this connection to JobRemoved (on the bus, systemd only
+        emits job signals once a client has subscribed); none once it is."""
         if self._subscribed:
             return []
         rule = MatchRule(
