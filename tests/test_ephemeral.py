@@ -3,10 +3,11 @@ ports are exposed, and what `doctor` says about them (lifecycle/doctor.py, fleet
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetctl.fleet import ephemeral
@@ -93,3 +94,40 @@ def test_doctor_keeps_what_was_reserved_before(tmp_path: Path, example_profiles:
     assert _ports_of(ephemeral.parse_reserved(spec)) == (
         {p.port for p in fleet.profiles} | {8080} | set(range(9000, 9011))
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1024, 3000), st.integers(1, 4)), min_size=1, max_size=5),
+    st.integers(1024, 3000),
+    st.integers(0, 1500),
+    _ranges,
+)
+def test_doctor_covers_every_port_of_every_footprint(
+    agents: list[tuple[int, int]], low: int, width: int, reserved: list[tuple[int, int]]
+) -> None:
+    # Agents with port_span > 1 (a gateway and its helpers) can lose any port of their span.
+    with tempfile.TemporaryDirectory() as d:
+        profiles = Path(d) / "p"
+        profiles.mkdir()
+        footprints: dict[str, set[int]] = {}
+        next_free = 0
+        for i, (port, span) in enumerate(agents):
+            port = max(port, next_free)  # footprints may not overlap
+            next_free = port + span
+            footprints[f"a{i}"] = set(range(port, port + span))
+            (profiles / f"a{i}.toml").write_text(f'command = ["/bin/a"]\nport = {port}\nport_span = {span}\n')
+        check = _port_range(
+            load_fleet(profiles), _proc(Path(d), f"{low} {low + width}\n", ephemeral.as_list(reserved))
+        )
+    exposed = {q for ports in footprints.values() for q in ports if low <= q <= low + width} - _ports_of(
+        reserved
+    )
+    if not exposed:
+        assert check.level == "ok", check
+        return
+    assert check.level == "warn"
+    spec = check.fix.split("ip_local_reserved_ports = ", 1)[1].split("'", 1)[0]
+    assert _ports_of(ephemeral.parse_reserved(spec)) == exposed | _ports_of(reserved)
+    for name, ports in footprints.items():
+        assert (f"{name} (" in check.text) == bool(ports & exposed), (name, check.text)

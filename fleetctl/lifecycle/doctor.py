@@ -288,14 +288,18 @@ def _port_range(fleet: Fleet, proc: Path = ephemeral.PROC) -> Check:
         low, high, reserved = ephemeral.kernel_ranges(proc)
     except (OSError, ValueError) as e:
         return Check("port-range", "warn", f"could not read the kernel's ephemeral port range: {e}")
-    by_port = {p.port: p.name for p in fleet.profiles}
-    open_ports = ephemeral.exposed(by_port, low, high, reserved)
+    # Every port of an agent's footprint (port_span) can be taken, not only the first.
+    owner = {q: p.name for p in fleet.profiles for q in range(p.port, p.port + p.port_span)}
+    open_ports = ephemeral.exposed(owner, low, high, reserved)
     if not open_ports:
         return Check(
             "port-range", "ok", f"no agent port is in the kernel's ephemeral range {low}-{high} unreserved"
         )
-    names = ", ".join(f"{by_port[n]} ({n})" for n in open_ports)
-    spec = ephemeral.as_list([(n, n) for n in open_ports] + reserved)  # the setting replaces the list
+    by_agent: dict[str, list[tuple[int, int]]] = {}
+    for q in open_ports:
+        by_agent.setdefault(owner[q], []).append((q, q))
+    names = ", ".join(f"{name} ({ephemeral.as_list(qs)})" for name, qs in by_agent.items())
+    spec = ephemeral.as_list([(q, q) for q in open_ports] + reserved)  # the setting replaces the list
     return Check(
         "port-range",
         "warn",
