@@ -17,37 +17,51 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import h11
 
 from fleetctl import __version__
+from fleetctl.demo_agent.request import HTTPError, read_request
+
+# Only what the agent needs at run time is imported: it is what the watchdog waits on after a
+# restart, so every import costs each restarted agent (see request.py). typing is for mypy only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PRIMARY, FALLBACK = "groq", "anthropic"  # `provider` in /usage names the one in use
 WINDOW = 60.0  # seconds counted by /usage
 SERVER = f"fleet-demo-agent/{__version__}"
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
 
 
-@dataclass
 class Agent:
-    name: str
-    config_path: Path | None
-    workspace: Path | None
-    config: dict[str, Any] = field(default_factory=dict)
-    config_hash: str | None = None
-    started: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    requests: dict[str, deque[tuple[float, int]]] = field(default_factory=dict)
-    fallback: bool = False
-    warmups: list[str] = field(default_factory=list)
-    inbox: list[Any] = field(default_factory=list)
-    # (provider, model, token_type) -> tokens, (provider, model) -> USD; since start, like OpenClaw's
-    tokens: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    spent: dict[tuple[str, str], float] = field(default_factory=dict)
+    """The agent's state. `config_path` and `workspace` are paths (str or os.PathLike) or None."""
+
+    def __init__(
+        self, name: str, config_path: str | os.PathLike[str] | None, workspace: str | os.PathLike[str] | None
+    ) -> None:
+        self.name = name
+        self.config_path = config_path
+        self.workspace = workspace
+        self.config: dict[str, Any] = {}
+        self.config_hash: str | None = None
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.requests: dict[str, deque[tuple[float, int]]] = {}
+        self.fallback = False
+        self.warmups: list[str] = []
+        self.inbox: list[Any] = []
+        # (provider, model, token_type) -> tokens, (provider, model) -> USD; since start, like OpenClaw's
+        self.tokens: dict[tuple[str, str, str], int] = {}
+        self.spent: dict[tuple[str, str], float] = {}
 
     def log(self, msg: str, err: bool = False) -> None:
         print(f"demo-agent[{self.name}]: {msg}", file=sys.stderr if err else sys.stdout, flush=True)
@@ -114,16 +128,8 @@ class Agent:
             }
 
 
-class HTTPError(Exception):
-    """A request answered with an error status instead of a route's answer."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class Handler(socketserver.BaseRequestHandler):
-    """One request per connection, parsed and framed by h11; the answer says Connection: close.
+    """One request per connection (request.py reads it); the answer says Connection: close.
 
     Not http.server: it imports the email package, http.client and ssl, and an agent restarted
     by the watchdog spends that much longer starting (ten started at once answered ~80 ms
@@ -131,69 +137,42 @@ class Handler(socketserver.BaseRequestHandler):
 
     agent: Agent  # set on the subclass made in make_server()
     # Requests are served one at a time: a client that connects and sends nothing must not
-    # hold the agent (and its health answer) for longer than this.
+    # hold the agent (and its health answer) for longer than this, for the whole request (a
+    # client dripping a byte at a time included).
     timeout = 5
     max_body = 1 << 20  # the largest POST body read; more is answered 413
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        conn = h11.Connection(h11.SERVER)
+        started = time.monotonic()
+        unread = False  # what the client still sends after a refused request
         try:
-            self.method, self.target, self.headers, self.raw_body = self._read(conn, sock)
+            req = read_request(sock, self.timeout, self.max_body)
+            self.method, self.target, self.headers, self.raw_body = (
+                req.method,
+                req.target,
+                req.headers,
+                req.body,
+            )
             code, ctype, body = self._route()
         except HTTPError as e:
             code, ctype, body = e.code, "application/json", json.dumps({"error": str(e)}).encode()
+            unread = True
         except (TimeoutError, OSError):
             return  # the client went away or never finished its request: nobody to answer
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return  # h11 answers a request it could not parse from IDLE; anything else is closed
-        head = h11.Response(
-            status_code=code,
-            reason=HTTPStatus(code).phrase.encode(),
-            headers=[
-                ("Server", SERVER),
-                ("Content-Type", ctype),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ],
+        head = (
+            f"HTTP/1.1 {code} {_REASONS.get(code, 'Unknown')}\r\n"
+            f"Server: {SERVER}\r\n"
+            f"Content-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
         )
         try:
-            sock.sendall(conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            sock.sendall(head.encode("latin-1") + body)
+            if unread:
+                _linger(sock, started + self.timeout)
         except OSError:
             pass  # a client that hangs up before the answer (a timed-out probe) is no error here
-
-    def _read(self, conn: h11.Connection, sock: socket.socket) -> tuple[str, str, dict[str, str], bytes]:
-        """The request's method, target, headers (lower-case names) and body."""
-        request: h11.Request | None = None
-        body = bytearray()
-        # One deadline for the whole request, not one per recv: a client dripping a byte at a
-        # time must not hold the agent longer than `timeout` either.
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as e:
-                raise HTTPError(e.error_status_hint, f"bad request: {e}") from None
-            if event is h11.NEED_DATA:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("request not complete within the timeout")
-                sock.settimeout(left)
-                data = sock.recv(65536)
-                if not data and request is None:
-                    raise ConnectionResetError("closed before a request")
-                conn.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > self.max_body:
-                    raise HTTPError(413, f"request body over {self.max_body} bytes")
-            elif isinstance(event, h11.EndOfMessage) and request is not None:
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-                return request.method.decode("ascii"), request.target.decode("latin-1"), headers, bytes(body)
-            else:  # ConnectionClosed mid-request
-                raise ConnectionResetError("closed mid-request")
 
     def _route(self) -> tuple[int, str, bytes]:
         if self.method == "GET":
@@ -210,7 +189,7 @@ class Handler(socketserver.BaseRequestHandler):
         return json.loads(self.raw_body or b"null")
 
     def do_GET(self) -> tuple[int, str, bytes]:
-        a, path = self.agent, urlsplit(self.target).path
+        a, (path, _query) = self.agent, _split(self.target)
         with a.lock:
             lists = {"/warmup": list(a.warmups), "/inbox": list(a.inbox)}
         if path in ("/health", "/readyz"):
@@ -227,23 +206,25 @@ class Handler(socketserver.BaseRequestHandler):
         return self._json(404, {"error": f"no such path: {path}"})
 
     def do_POST(self) -> tuple[int, str, bytes]:
-        a, url = self.agent, urlsplit(self.target)
-        q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        from urllib.parse import parse_qs  # drills only: not on the health path
+
+        a, (path, query) = self.agent, _split(self.target)
+        q = {k: v[-1] for k, v in parse_qs(query).items()}
         try:
-            if url.path == "/simulate/request":
+            if path == "/simulate/request":
                 prov, count = q.get("provider", PRIMARY), int(q.get("count", "1"))
                 if count < 0:
                     raise ValueError("count must be >= 0")
                 a.record_requests(prov, count)
                 return self._json(200, a.usage())
-            if url.path == "/simulate/spend":
+            if path == "/simulate/spend":
                 tokens: dict[str, int] = {k: int(q[k]) for k in ("input", "output") if k in q}
                 usd = float(q.get("usd", "0"))
                 if any(n < 0 for n in tokens.values()) or not usd >= 0:
                     raise ValueError("tokens and usd must be >= 0")
                 a.spend(q.get("provider", PRIMARY), q.get("model", "llama-3.3-70b-versatile"), tokens, usd)
                 return self._json(200, {"spent": True})
-            if url.path == "/simulate/fallback":
+            if path == "/simulate/fallback":
                 active = {"true": True, "false": False}[q.get("active", "true").lower()]
                 with a.lock:
                     a.fallback = active
@@ -252,7 +233,7 @@ class Handler(socketserver.BaseRequestHandler):
                     f"{FALLBACK if active else PRIMARY}"
                 )
                 return self._json(200, a.usage())
-            if url.path == "/warmup":
+            if path == "/warmup":
                 prompt = self._body()["prompt"]
                 if not isinstance(prompt, str):
                     raise ValueError("prompt must be a string")
@@ -260,9 +241,9 @@ class Handler(socketserver.BaseRequestHandler):
                     a.warmups.append(prompt)
                 a.log(f"warmup received: {prompt[:80]}")
                 return self._json(200, {"received": True})
-            if url.path == "/inbox":
+            if path == "/inbox":
                 return self._json(200, {"received": True, "count": self._deliver(self._body())})
-            return self._json(404, {"error": f"no such path: {url.path}"})
+            return self._json(404, {"error": f"no such path: {path}"})
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
             return self._json(400, {"error": f"bad request: {e!r}"})
 
@@ -271,12 +252,39 @@ class Handler(socketserver.BaseRequestHandler):
         with a.lock:
             a.inbox.append(msg)
             # The file is how other processes (and a restarted agent's operator) see the inbox.
-            if a.workspace is not None and a.workspace.is_dir():
-                with open(a.workspace / "inbox.jsonl", "a", encoding="utf-8") as f:
+            if a.workspace is not None and os.path.isdir(a.workspace):
+                with open(os.path.join(a.workspace, "inbox.jsonl"), "a", encoding="utf-8") as f:
                     f.write(json.dumps(msg) + "\n")
             n = len(a.inbox)
         a.log(f"inbox message #{n} received")
         return n
+
+
+def _linger(sock: socket.socket, deadline: float, most: int = 8 << 20) -> None:
+    """Read and drop what the client still sends until it is done, within the request's time:
+    closing with unread bytes makes the kernel reset the connection, and a client still
+    sending (a body over the limit) gets the reset instead of the answer."""
+    sock.shutdown(socket.SHUT_WR)
+    while most > 0 and (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return
+        if not chunk:
+            return
+        most -= len(chunk)
+
+
+def _split(target: str) -> tuple[str, str]:
+    """(path, query) of a request target: origin-form by hand, anything else by urlsplit."""
+    if target.startswith("/"):
+        path, _, query = target.partition("#")[0].partition("?")
+        return path, query
+    from urllib.parse import urlsplit
+
+    u = urlsplit(target)
+    return u.path, u.query
 
 
 class Server(socketserver.TCPServer):
