@@ -457,7 +457,7 @@ def test_units_matches_busctl(sd: SystemdManager, make_unit: MakeUnit, user_mana
     assert got[missing].load_state == "not-found"
     assert got[failed].active_state == "failed"
     for name in names:
-        assert vars(got[name]) == busctl_info(user_manager, name), name
+        assert got[name]._asdict() == busctl_info(user_manager, name), name
 
 
 @pytest.mark.systemd

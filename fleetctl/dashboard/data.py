@@ -149,7 +149,7 @@ def agents(fleet: Fleet, mgr: SystemdManager) -> dict[str, Any]:
         a = wd_agents.get(p.name)
         held = a.held if a is not None else None
         mine = [v["check"] for v in violations if v["agent"] == p.name]
-        row = asdict(r) | {
+        row = r._asdict() | {
             "role": p.role,
             "description": p.description,
             "held": None if held is None else {"since": held.since, "reason": held.reason},

@@ -10,16 +10,14 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleetctl.systemd import directives
 
 Check = Callable[[Any], str | None]  # returns a problem ("must be ...") or None
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One profile key: its type, default and what it means (docs/profiles.md is made from these)."""
 
     key: str

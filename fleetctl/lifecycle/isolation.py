@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
@@ -41,8 +41,7 @@ def isolation_off(p: Profile, unit_dir: str | None = None) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Exposure:
+class Exposure(NamedTuple):
     """systemd-analyze security's overall rating of a unit."""
 
     score: float

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from fleetctl.common import paths
 from fleetctl.common.errors import FleetError
@@ -16,8 +15,7 @@ JSON_VERSION = 1
 _PROBED = ("active", "reloading", "activating")  # states whose health status shows
 
 
-@dataclass(frozen=True)
-class AgentStatus:
+class AgentStatus(NamedTuple):
     """One row of `fleetctl status` (and one object of its --json)."""
 
     agent: str
@@ -133,12 +131,10 @@ def _cost_today(fleet: Fleet) -> dict[str, float]:
 
 
 def as_json(rows: list[AgentStatus], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    # Every field is a plain value: a shallow copy gives what asdict() would, without its
-    # recursive deep copy (a tenth of `status --json` at 200 agents).
-    names = [f.name for f in fields(AgentStatus)]
+    names = AgentStatus._fields  # every field is a plain value
     return {
         "version": JSON_VERSION,
-        "agents": [{n: getattr(r, n) for n in names} for r in rows],
+        "agents": [dict(zip(names, r, strict=True)) for r in rows],
         **(extra or {}),
     }
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Container, Hashable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     import httpx
@@ -29,8 +28,7 @@ K = TypeVar("K", bound=Hashable)
 _GRACE = 0.05
 
 
-@dataclass(frozen=True)
-class HealthResult:
+class HealthResult(NamedTuple):
     """One probe's answer, or why there was none."""
 
     ok: bool

@@ -10,7 +10,7 @@ Pure data: the schema imports it to validate `sandbox.relax`, so it imports noth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Where a row applies.
 ANY = "any"  # works in any user unit: seccomp, prctl, umask; no namespace needed
@@ -18,8 +18,7 @@ NAMESPACE = "namespace"  # needs the unit's user + mount namespace (dropped on f
 OFF = "off"  # never rendered: the reason says why
 
 
-@dataclass(frozen=True)
-class Directive:
+class Directive(NamedTuple):
     """One sandbox directive: what render writes, where it applies, and why."""
 
     name: str

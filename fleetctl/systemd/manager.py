@@ -9,9 +9,8 @@ import pwd
 import re
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jeepney import DBusAddress, MatchRule, Properties, new_method_call
 
@@ -64,8 +63,7 @@ _SERVICE_PROPS = ("Result", "MainPID", "NRestarts", "ExecMainStatus", "ExecMainC
 Change = tuple[str, str, str]  # (type, file, destination) as EnableUnitFiles reports it
 
 
-@dataclass(frozen=True)
-class UnitInfo:
+class UnitInfo(NamedTuple):
     """A unit's state as systemd reports it over D-Bus (property names in snake case)."""
 
     name: str
@@ -87,8 +85,7 @@ class UnitInfo:
     invocation_id: str  # hex, "" if the unit never ran
 
 
-@dataclass(frozen=True)
-class UnitStatus:
+class UnitStatus(NamedTuple):
     """What `status` shows of a unit: the few properties it reads, and nothing else."""
 
     name: str
