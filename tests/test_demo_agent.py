@@ -410,6 +410,36 @@ def _wakeups(pid: int) -> int:
     return total
 
 
+# What the agent loads to start as systemd starts it (no command line, no config file): each
+# agent the watchdog restarts pays for every import (fleetctl/demo_agent/request.py).
+_HEAVY = ["h11", "argparse", "hashlib", "dataclasses", "typing", "pathlib", "inspect", "urllib.parse"]
+_START_PATH = """
+import sys
+before = set(sys.modules)
+from fleetctl.demo_agent import agent
+args = agent.parse_args([])
+agent.load_config(agent._config_path(args.config_dir, args.config_file))
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_starting_as_systemd_does_imports_nothing_heavy(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")} | {"FLEET_PORT": "1"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", _START_PATH], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "fleetctl.demo_agent.request" in loaded  # the check sees the agent's own imports
+    assert not [m for m in _HEAVY if m in loaded], loaded
+    # With a config file hashlib is loaded for its digest, and with a command line argparse.
+    (tmp_path / "config.json").write_text("{}")
+    env["FLEET_CONFIG_DIR"] = str(tmp_path)
+    code = _START_PATH.replace("parse_args([])", "parse_args(['--name', 'x'])")
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "hashlib" in loaded and "argparse" in loaded
+
+
 def test_an_idle_agent_sleeps_instead_of_polling(spawn: Spawn) -> None:
     # A 50 ms poll wakes ~40 times in 2 s; a blocking server does not wake at all without work.
     a = spawn().start().wait_ready()
