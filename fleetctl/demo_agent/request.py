@@ -4,10 +4,12 @@ Not h11: it imports dataclasses, typing and inspect, and with them a demo agent 
 CPU from exec to its first answer, against 24 ms without (the quickstart's venv, median of 16).
 Each agent the watchdog restarts pays that, and ten restarted at once on two cores wait for all
 of it. A probe costs an agent woken with cold caches about half as much too (0.16-0.22 against
-0.37-0.49 ms in a 200-agent bed), and `status` shares the cores with the agents it probes. What is accepted follows h11's grammar, and tests/test_demo_agent_request.py checks it
-against h11 itself over generated requests: whatever this accepts, h11 accepts with the same
-method, target, headers and body length. Stricter on purpose: HTTP/1.0 and 1.1 only (505),
-folded header lines (400), and chunked bodies, which no client of the agent sends (501).
+0.37-0.49 ms in a 200-agent bed), and `status` shares the cores with the agents it probes.
+
+What is accepted follows h11's grammar, and tests/test_demo_agent_request.py checks it against
+h11 itself over generated requests: whatever this accepts, h11 accepts with the same method,
+target, headers and body length. Stricter on purpose: HTTP/1.0 and 1.1 only (505), folded
+header lines (400), and chunked bodies, which no client of the agent sends (501).
 """
 
 from __future__ import annotations

@@ -145,15 +145,11 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         started = time.monotonic()
-        unread = False  # what the client still sends after a refused request
+        unread = False  # a refused request may leave bytes unread: a body over the limit, say
         try:
             req = read_request(sock, self.timeout, self.max_body)
-            self.method, self.target, self.headers, self.raw_body = (
-                req.method,
-                req.target,
-                req.headers,
-                req.body,
-            )
+            self.method, self.target = req.method, req.target
+            self.headers, self.raw_body = req.headers, req.body
             code, ctype, body = self._route()
         except HTTPError as e:
             code, ctype, body = e.code, "application/json", json.dumps({"error": str(e)}).encode()
