@@ -91,13 +91,27 @@ PARTS = [
 ]  # fmt: skip
 
 
+# Whole header lines a valid head may gain: repeats of the fields with rules of their own.
+LINES = [
+    b"Host: b", b"host:a", b"Content-Length: 4", b"Content-Length: 3", b"Transfer-Encoding: chunked",
+    b" folded", b"\tfolded", b"X-A: b", b"X-A:", b": b", b"X A: b",
+]  # fmt: skip
+
+
 @st.composite
 def near_valid_heads(draw: st.DrawFn) -> bytes:
-    """A valid head with a few edits: fragments or junk bytes put in, spans cut out."""
+    """A valid head with a few edits: fragments or junk bytes put in, spans cut out, header
+    lines added."""
     head = draw(valid_heads())
     for _ in range(draw(st.integers(1, 3))):
+        edit = draw(st.sampled_from(["put", "cut", "line"]))
+        if edit == "line":
+            lines = head.split(b"\r\n")
+            lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(LINES)))
+            head = b"\r\n".join(lines)
+            continue
         at = draw(st.integers(0, len(head)))
-        if draw(st.booleans()):
+        if edit == "put":
             head = head[:at] + draw(st.sampled_from(PARTS) | st.binary(min_size=1, max_size=3)) + head[at:]
         else:
             head = head[:at] + head[at + draw(st.integers(1, 4)) :]
@@ -198,6 +212,7 @@ def test_a_request_split_anywhere_reads_whole(head: bytes, body: bytes, cuts: li
         ([b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"], 505),
         ([b"GET / HTTP/1.1\r\n\r\n"], 400),
         ([b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], 400),
+        ([b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"], 400),
         ([b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"], 400),
     ],
 )

@@ -81,10 +81,10 @@ def parse_head(head: bytes) -> tuple[Request, int]:
         elif name == "transfer-encoding":
             raise HTTPError(501, "Transfer-Encoding is not supported; send Content-Length")
         headers[name] = value.decode("latin-1")
-    if version == b"1.1" and hosts != 1:
-        raise HTTPError(
-            400, "missing mandatory Host: header" if not hosts else "found multiple Host: headers"
-        )
+    if hosts > 1:  # in any version, as h11
+        raise HTTPError(400, "found multiple Host: headers")
+    if version == b"1.1" and not hosts:
+        raise HTTPError(400, "missing mandatory Host: header")
     req = Request(method.decode("ascii"), target.decode("ascii"), headers)
     return req, int(length or b"0")
 
